@@ -1,0 +1,577 @@
+r"""Optimizers written once, as pure ``(init, update)`` rules over an explicit state.
+
+A rule acts on a batch of iterates ``x`` of shape (B, d) (one row per run) with a
+block partition ``blocks`` of the d coordinates::
+
+    state = opt.init(x, blocks)
+    step, state = opt.update(g, state, x, lr, blocks)    # new iterate: x + step
+
+``lr`` is a float or a (B, 1) tensor (one learning rate per row). Nothing is
+mutated: the state goes in and a new state comes out, so runs can be replayed and
+compared step by step. The same rule drives the batched engine
+(:mod:`heterosim.engine`) and a model's parameters through one
+``torch.optim.Optimizer`` adapter, :class:`RuleOptimizer`, which flattens each
+parameter group into one row whose blocks are the parameter tensors.
+
+Hyperparameters take torch.optim's names (momentum, dampening, nesterov, betas,
+eps, weight_decay, alpha, lr_decay, initial_accumulator_value, centered) and
+where torch.optim has the rule the arithmetic follows it operation for operation,
+so the two agree to rounding in float64 (tests/test_optimizers.py).
+
+Registry: :func:`make` ``(name, **hyper)`` and :func:`names`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple
+
+import torch
+
+from heterosim.blocks import Blocks
+
+__all__ = ["Optimizer", "make", "names", "register", "RuleOptimizer", "validate_lr"]
+
+Tensor = torch.Tensor
+_TINY = 1e-300  # guards 0/0 in normalised steps: a zero gradient gives a zero step
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A pure optimizer rule: ``init(x, blocks) -> state`` and
+    ``update(g, state, x, lr, blocks) -> (step, new_state)``."""
+
+    name: str
+    init: Callable[[Tensor, Blocks], Any]
+    update: Callable[..., tuple[Tensor, Any]]
+    hyper: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        h = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items() if k != "L")
+        return f"Optimizer({self.name}{', ' + h if h else ''})"
+
+    def label(self) -> str:
+        """A short, stable text naming the rule and its hyperparameters (for tables)."""
+        h = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.hyper.items()) if k != "L")
+        return f"{self.name}({h})" if h else self.name
+
+
+def _short(v):
+    if isinstance(v, (tuple, list)):
+        return "(" + ",".join(_short(u) for u in v) + ")"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+_REGISTRY: dict[str, Callable[..., Optimizer]] = {}
+
+
+def register(name: str):
+    """Decorator: register a rule factory ``factory(**hyper) -> Optimizer`` under ``name``."""
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"optimizer {name!r} is registered twice")
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`make` (aliases included)."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **hyper) -> Optimizer:
+    """Build the registered rule ``name`` with hyperparameters ``hyper`` (torch.optim's names)."""
+    if isinstance(name, Optimizer):
+        return name
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; registered optimizers: {', '.join(names())}")
+    fn = _REGISTRY[name]
+    try:
+        return fn(**hyper)
+    except TypeError as e:  # unknown keyword
+        import inspect
+        allowed = [p for p in inspect.signature(fn).parameters]
+        raise ValueError(f"optimizer {name!r} got unexpected hyperparameters {sorted(hyper)}; "
+                         f"allowed: {allowed}") from e
+
+
+def validate_lr(lr) -> None:
+    t = torch.as_tensor(lr, dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
+        raise ValueError(f"learning rates must be finite and > 0; got {t.flatten().tolist()[:8]}")
+
+
+# --------------------------------------------------------------------------
+# hyperparameter checks
+# --------------------------------------------------------------------------
+def _in01(name, v, closed_right=False):
+    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
+    if not ok:
+        raise ValueError(f"{name} must lie in [0, 1{']' if closed_right else ')'}; got {v!r}")
+    return float(v)
+
+
+def _nonneg(name, v):
+    if not v >= 0.0:
+        raise ValueError(f"{name} must be >= 0; got {v!r}")
+    return float(v)
+
+
+def _betas(betas, beta2_closed=False):
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+    return (_in01("beta1", betas[0]), _in01("beta2", betas[1], closed_right=beta2_closed))
+
+
+def _decay(g, x, weight_decay):
+    """Coupled (L2) weight decay, torch.optim's convention: g + wd * x."""
+    return g + weight_decay * x if weight_decay else g
+
+
+# --------------------------------------------------------------------------
+# states
+# --------------------------------------------------------------------------
+class CountState(NamedTuple):
+    count: int
+
+
+class MomentumState(NamedTuple):
+    count: int
+    buf: Tensor  # momentum buffer (B, d)
+
+
+class AdamState(NamedTuple):
+    count: int
+    exp_avg: Tensor     # m, (B, d)
+    exp_avg_sq: Tensor  # v, (B, d) or (B, n) for block rules
+
+
+class RMSpropState(NamedTuple):
+    count: int
+    square_avg: Tensor
+    grad_avg: Tensor | None
+    momentum_buffer: Tensor | None
+
+
+class AdagradState(NamedTuple):
+    count: int
+    sum: Tensor
+
+
+class PrecondState(NamedTuple):
+    count: int
+    v0: Tensor  # g_0^2, frozen after the first step
+
+
+# --------------------------------------------------------------------------
+# SGD family
+# --------------------------------------------------------------------------
+def _sgd(name, lr_default_momentum):
+    def factory(momentum: float = lr_default_momentum, dampening: float = 0.0, nesterov: bool = name == "nesterov",
+                weight_decay: float = 0.0) -> Optimizer:
+        r"""SGD with torch.optim.SGD's momentum convention (heavy ball for nesterov=False):
+
+        .. math::
+            g \leftarrow g + \lambda x,\quad b_t = \mu b_{t-1} + (1-\tau) g_t\ (b_1 = g_1),\quad
+            x_{t+1} = x_t - \eta\,(g_t + \mu b_t \text{ if nesterov else } b_t)
+
+        With momentum = 0 this is (stochastic) gradient descent. Polyak 1964 (heavy ball);
+        Sutskever et al. 2013 (Nesterov form); torch.optim.SGD.
+        """
+        mu = _nonneg("momentum", momentum)
+        tau = _nonneg("dampening", dampening)
+        wd = _nonneg("weight_decay", weight_decay)
+        if nesterov and (mu <= 0 or tau != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
+
+        def init(x, blocks):
+            return MomentumState(0, torch.zeros_like(x)) if mu else CountState(0)
+
+        def update(g, state, x, lr, blocks):
+            g = _decay(g, x, wd)
+            if not mu:
+                return -lr * g, CountState(state.count + 1)
+            buf = g if state.count == 0 else mu * state.buf + (1 - tau) * g
+            d = g + mu * buf if nesterov else buf
+            return -lr * d, MomentumState(state.count + 1, buf)
+
+        return Optimizer(name, init, update, dict(momentum=mu, dampening=tau, nesterov=bool(nesterov),
+                                                   weight_decay=wd) if mu or wd else {})
+    return factory
+
+
+register("sgd")(_sgd("sgd", 0.0))
+register("gd")(_sgd("gd", 0.0))
+register("sgd_momentum")(_sgd("sgd_momentum", 0.9))
+register("nesterov")(_sgd("nesterov", 0.9))
+
+
+@register("blockwise_gd")
+def blockwise_gd(L=None) -> Optimizer:
+    r"""Block-wise learning rates eta_b = lr / L_b:  x_b <- x_b - (lr / L_b) g_b.
+
+    ``L``: the per-block smoothness constants (the problem's ``L_blocks``), one per block.
+    With lr = 1 this is the block-Lipschitz step of THEORY.md B4/Q2 (Nesterov 2012,
+    block coordinate descent with step 1/L_b, applied to all blocks at once).
+    """
+    if L is None:
+        raise ValueError("blockwise_gd needs L, the per-block smoothness constants (e.g. problem.L_blocks)")
+    Lt = torch.as_tensor(L, dtype=torch.float64).flatten()
+    if not bool(torch.isfinite(Lt).all()) or bool((Lt <= 0).any()):
+        raise ValueError(f"blockwise_gd needs every L_b finite and > 0; got {Lt.tolist()}")
+
+    def init(x, blocks):
+        if blocks.n != Lt.numel():
+            raise ValueError(f"blockwise_gd has {Lt.numel()} constants L_b for {blocks.n} blocks")
+        return CountState(0)
+
+    def update(g, state, x, lr, blocks):
+        inv = blocks.expand(1.0 / Lt.to(device=g.device, dtype=g.dtype))
+        return -lr * g * inv, CountState(state.count + 1)
+
+    return Optimizer("blockwise_gd", init, update, dict(L=tuple(Lt.tolist())))
+
+
+# --------------------------------------------------------------------------
+# sign and normalised methods
+# --------------------------------------------------------------------------
+@register("signsgd")
+def signsgd(weight_decay: float = 0.0) -> Optimizer:
+    r"""SignSGD: x <- x - eta sign(g) (steepest descent in l_inf with a constant step).
+    Bernstein et al. 2018, "signSGD: Compressed optimisation for non-convex problems", Alg. 1."""
+    wd = _nonneg("weight_decay", weight_decay)
+
+    def init(x, blocks):
+        return CountState(0)
+
+    def update(g, state, x, lr, blocks):
+        return -lr * (torch.sign(g) + wd * x if wd else torch.sign(g)), CountState(state.count + 1)
+
+    return Optimizer("signsgd", init, update, dict(weight_decay=wd) if wd else {})
+
+
+@register("signum")
+def signum(beta: float = 0.9, weight_decay: float = 0.0) -> Optimizer:
+    r"""Signum, the sign of the momentum: m_t = beta m_{t-1} + (1 - beta) g_t (m_0 = 0),
+    x <- x - eta (sign(m_t) + lambda x). Bernstein et al. 2018, Alg. 3."""
+    b = _in01("beta", beta)
+    wd = _nonneg("weight_decay", weight_decay)
+
+    def init(x, blocks):
+        return MomentumState(0, torch.zeros_like(x))
+
+    def update(g, state, x, lr, blocks):
+        m = b * state.buf + (1 - b) * g
+        d = torch.sign(m)
+        return -lr * (d + wd * x if wd else d), MomentumState(state.count + 1, m)
+
+    return Optimizer("signum", init, update, dict(beta=b, weight_decay=wd) if wd else dict(beta=b))
+
+
+@register("sign_momentum")
+def sign_momentum(beta: float = 0.9) -> Optimizer:
+    r"""Momentum of the signs (not Signum): m_t = beta m_{t-1} + (1 - beta) sign(g_t) (m_0 = 0),
+    x <- x - eta m_t. The step is an average of past sign vectors, so it is no longer a sign;
+    kept apart from :func:`signum` because the two behave differently (THEORY.md C6)."""
+    b = _in01("beta", beta)
+
+    def init(x, blocks):
+        return MomentumState(0, torch.zeros_like(x))
+
+    def update(g, state, x, lr, blocks):
+        m = b * state.buf + (1 - b) * torch.sign(g)
+        return -lr * m, MomentumState(state.count + 1, m)
+
+    return Optimizer("sign_momentum", init, update, dict(beta=b))
+
+
+@register("normalized_gd")
+def normalized_gd() -> Optimizer:
+    r"""Normalised GD: x <- x - eta g / ||g||_2 (steepest descent in l_2 with a fixed step length)."""
+    def init(x, blocks):
+        return CountState(0)
+
+    def update(g, state, x, lr, blocks):
+        n = torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(_TINY)
+        return -lr * g / n, CountState(state.count + 1)
+
+    return Optimizer("normalized_gd", init, update, {})
+
+
+@register("block_normalized_gd")
+def block_normalized_gd() -> Optimizer:
+    r"""Block-normalised GD: x_b <- x_b - eta g_b / ||g_b||_2 for every block b
+    (every block moves by eta in l_2, whatever its gradient scale; LARS-like, You et al. 2017)."""
+    def init(x, blocks):
+        return CountState(0)
+
+    def update(g, state, x, lr, blocks):
+        n = blocks.expand(blocks.norms(g)).clamp_min(_TINY)
+        return -lr * g / n, CountState(state.count + 1)
+
+    return Optimizer("block_normalized_gd", init, update, {})
+
+
+# --------------------------------------------------------------------------
+# adaptive methods
+# --------------------------------------------------------------------------
+def _adam_direction(m, v, count, beta1, beta2, eps):
+    """torch.optim.Adam's single-tensor arithmetic: m_hat / (sqrt(v_hat) + eps) times (1 - beta1^t)."""
+    bc1 = 1 - beta1 ** count
+    bc2_sqrt = (1 - beta2 ** count) ** 0.5
+    denom = v.sqrt() / bc2_sqrt + eps
+    return m / denom, bc1
+
+
+def _adam(name, decoupled):
+    def factory(betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2 if decoupled else 0.0) -> Optimizer:
+        r"""Adam (Kingma & Ba 2015, Alg. 1), torch.optim.Adam's arithmetic:
+
+.. math::
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\ v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\
+    x_{t+1} = x_t - \frac{\eta}{1-\beta_1^t}\,\frac{m_t}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+
+``weight_decay`` is coupled (added to g), as in torch.optim.Adam; ``adamw`` decouples it
+(x <- x - eta lambda x; Loshchilov & Hutter 2019)."""
+        b1, b2 = _betas(betas)
+        e = _nonneg("eps", eps)
+        wd = _nonneg("weight_decay", weight_decay)
+
+        def init(x, blocks):
+            return AdamState(0, torch.zeros_like(x), torch.zeros_like(x))
+
+        def update(g, state, x, lr, blocks):
+            if not decoupled:
+                g = _decay(g, x, wd)
+            t = state.count + 1
+            m = torch.lerp(state.exp_avg, g, 1 - b1)
+            v = b2 * state.exp_avg_sq + (1 - b2) * (g * g)
+            direction, bc1 = _adam_direction(m, v, t, b1, b2, e)
+            step = -(lr / bc1) * direction
+            if decoupled and wd:
+                step = step - lr * wd * x
+            return step, AdamState(t, m, v)
+
+        return Optimizer(name, init, update, dict(betas=(b1, b2), eps=e, weight_decay=wd))
+    return factory
+
+
+register("adam")(_adam("adam", decoupled=False))
+register("adamw")(_adam("adamw", decoupled=True))
+
+
+
+@register("block_adam")
+def block_adam(betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> Optimizer:
+    r"""Adam with one second moment per block (Adam-mini; Zhang et al. 2024, arXiv 2406.16793):
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+        v_{t,b} = \beta_2 v_{t-1,b} + (1-\beta_2)\,\tfrac{1}{d_b}\|g_{t,b}\|^2,\quad
+        x_{t+1,b} = x_{t,b} - \frac{\eta}{1-\beta_1^t}\frac{m_{t,b}}{\sqrt{v_{t,b}/(1-\beta_2^t)}+\epsilon}
+
+    Its step depends on the block partition; with one coordinate per block it is Adam.
+    """
+    b1, b2 = _betas(betas)
+    e = _nonneg("eps", eps)
+    wd = _nonneg("weight_decay", weight_decay)
+
+    def init(x, blocks):
+        return AdamState(0, torch.zeros_like(x), x.new_zeros(*x.shape[:-1], blocks.n))
+
+    def update(g, state, x, lr, blocks):
+        g = _decay(g, x, wd)
+        t = state.count + 1
+        m = torch.lerp(state.exp_avg, g, 1 - b1)
+        v = b2 * state.exp_avg_sq + (1 - b2) * blocks.mean(g * g)
+        direction, bc1 = _adam_direction(m, blocks.expand(v), t, b1, b2, e)
+        return -(lr / bc1) * direction, AdamState(t, m, v)
+
+    return Optimizer("block_adam", init, update, dict(betas=(b1, b2), eps=e, weight_decay=wd))
+
+
+@register("adam_fixed_precond")
+def adam_fixed_precond(eps: float = 0.0) -> Optimizer:
+    r"""Adam with beta1 = 0, beta2 = 1 and v_0 = g_0^2, the variant Zhang et al. 2024
+    (arXiv 2402.16788, Sec. 4) analyse: a fixed diagonal preconditioner
+    P = diag(1 / (|g_0| + eps)), x_{t+1} = x_t - eta P g_t. Its rate on a quadratic is set by
+    kappa(P^{1/2} H P^{1/2}) (THEORY.md Q3). A zero first-gradient coordinate needs eps > 0."""
+    e = _nonneg("eps", eps)
+
+    def init(x, blocks):
+        return PrecondState(0, torch.zeros_like(x))
+
+    def update(g, state, x, lr, blocks):
+        v0 = g * g if state.count == 0 else state.v0
+        return -lr * g / (v0.sqrt() + e), PrecondState(state.count + 1, v0)
+
+    return Optimizer("adam_fixed_precond", init, update, dict(eps=e))
+
+
+@register("rmsprop")
+def rmsprop(alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+            centered: bool = False) -> Optimizer:
+    r"""RMSprop (Tieleman & Hinton 2012, lecture 6.5), torch.optim.RMSprop's arithmetic:
+    v_t = alpha v_{t-1} + (1 - alpha) g_t^2, x <- x - eta g_t / (sqrt(v_t) + eps);
+    ``centered`` subtracts the squared running mean of g; ``momentum`` accumulates
+    b_t = mu b_{t-1} + g_t / (sqrt(v_t) + eps) and steps along b_t."""
+    a = _in01("alpha", alpha, closed_right=True)
+    e = _nonneg("eps", eps)
+    wd = _nonneg("weight_decay", weight_decay)
+    mu = _nonneg("momentum", momentum)
+
+    def init(x, blocks):
+        z = torch.zeros_like(x)
+        return RMSpropState(0, z, z if centered else None, z if mu else None)
+
+    def update(g, state, x, lr, blocks):
+        g = _decay(g, x, wd)
+        sq = a * state.square_avg + (1 - a) * (g * g)
+        gavg = None
+        if centered:
+            gavg = torch.lerp(state.grad_avg, g, 1 - a)
+            avg = (sq - gavg * gavg).sqrt() + e
+        else:
+            avg = sq.sqrt() + e
+        if mu:
+            buf = mu * state.momentum_buffer + g / avg
+            return -lr * buf, RMSpropState(state.count + 1, sq, gavg, buf)
+        return -lr * (g / avg), RMSpropState(state.count + 1, sq, gavg, None)
+
+    return Optimizer("rmsprop", init, update, dict(alpha=a, eps=e, weight_decay=wd, momentum=mu,
+                                                    centered=bool(centered)))
+
+
+@register("adagrad")
+def adagrad(lr_decay: float = 0.0, weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+            eps: float = 1e-10) -> Optimizer:
+    r"""Adagrad (Duchi et al. 2011), torch.optim.Adagrad's arithmetic:
+    s_t = s_{t-1} + g_t^2, x <- x - eta_t g_t / (sqrt(s_t) + eps), eta_t = eta / (1 + (t-1) lr_decay)."""
+    dec = _nonneg("lr_decay", lr_decay)
+    wd = _nonneg("weight_decay", weight_decay)
+    acc = _nonneg("initial_accumulator_value", initial_accumulator_value)
+    e = _nonneg("eps", eps)
+
+    def init(x, blocks):
+        return AdagradState(0, torch.full_like(x, acc))
+
+    def update(g, state, x, lr, blocks):
+        g = _decay(g, x, wd)
+        t = state.count + 1
+        clr = lr / (1 + (t - 1) * dec)
+        s = state.sum + g * g
+        return -clr * (g / (s.sqrt() + e)), AdagradState(t, s)
+
+    return Optimizer("adagrad", init, update, dict(lr_decay=dec, weight_decay=wd,
+                                                    initial_accumulator_value=acc, eps=e))
+
+
+# --------------------------------------------------------------------------
+# the torch.optim adapter
+# --------------------------------------------------------------------------
+def _param_blocks(params, names, how) -> Blocks:
+    if how == "tensor":
+        return Blocks.from_sizes([p.numel() for p in params], names=names)
+    if how == "single":
+        return Blocks.single(sum(p.numel() for p in params))
+    if how == "rows":  # one block per output row of a matrix (per neuron), a vector is one block
+        sizes, bnames = [], []
+        for p, nm in zip(params, names):
+            rows = p.shape[0] if p.dim() >= 2 else 1
+            sizes += [p.numel() // rows] * rows
+            bnames += [f"{nm}[{r}]" for r in range(rows)] if rows > 1 else [nm]
+        return Blocks.from_sizes(sizes, names=bnames)
+    if callable(how):
+        sizes = []
+        for p in params:
+            s = [int(v) for v in how(p)]
+            if sum(s) != p.numel():
+                raise ValueError(f"blocks callable returned sizes summing to {sum(s)} for a parameter of {p.numel()} entries")
+            sizes += s
+        return Blocks.from_sizes(sizes)
+    raise ValueError(f"blocks must be 'tensor', 'rows', 'single' or a callable param -> sizes; got {how!r}")
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """Run any registered rule on a model's parameters, as a ``torch.optim.Optimizer``.
+
+    Each parameter group is one row: its parameters are flattened and concatenated into a
+    (1, D) vector, the rule's ``update`` is applied once, and the step is written back. The
+    blocks of the row are the parameter tensors (``blocks="tensor"``), each row of every
+    matrix (``"rows"``, Adam-mini-like), a single block (``"single"``), or a callable
+    ``param -> list of sizes``. The set of parameters a group updates is fixed at the
+    first step: parameters with no gradient then are left out for good (as torch.optim
+    skips them); a kept parameter that later has no gradient takes a zero gradient.
+
+    Example::
+
+        opt = RuleOptimizer(model.parameters(), "adam", lr=1e-3, betas=(0.9, 0.999))
+        loss.backward(); opt.step(); opt.zero_grad()
+    """
+
+    def __init__(self, params, rule="adam", lr: float = 1e-3, blocks="tensor", names=None, **hyper):
+        self.rule = make(rule, **hyper) if isinstance(rule, str) else rule
+        if hyper and not isinstance(rule, str):
+            raise ValueError("pass hyperparameters either to make() or here, not both")
+        validate_lr(lr)
+        self._blocks_how = blocks
+        super().__init__(params, dict(lr=lr))
+        if names is not None:
+            names = list(names)
+            total = sum(len(g["params"]) for g in self.param_groups)
+            if len(names) != total:
+                raise ValueError(f"got {len(names)} parameter names for {total} parameters")
+        self._names = names
+
+    def _layout(self, gi, group):
+        key = group["params"][0]
+        st = self.state[key]
+        if "heterosim_active" not in st:
+            active = [i for i, p in enumerate(group["params"]) if p.grad is not None]
+            if not active:
+                return None
+            offset = sum(len(g["params"]) for g in self.param_groups[:gi])
+            params = [group["params"][i] for i in active]
+            nm = [self._names[offset + i] if self._names else f"group{gi}.param{i}" for i in active]
+            st["heterosim_active"] = active
+            st["heterosim_blocks"] = _param_blocks(params, nm, self._blocks_how).to(params[0].device)
+        return st
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for gi, group in enumerate(self.param_groups):
+            st = self._layout(gi, group)
+            if st is None:
+                continue
+            params = [group["params"][i] for i in st["heterosim_active"]]
+            outside = [i for i, p in enumerate(group["params"])
+                       if p.grad is not None and i not in st["heterosim_active"]]
+            if outside:
+                raise ValueError("a parameter that had no gradient at the first step has one now; "
+                                 "RuleOptimizer fixes the set of updated parameters at the first step")
+            x = torch.cat([p.reshape(-1) for p in params]).unsqueeze(0)
+            g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                           for p in params]).unsqueeze(0)
+            blocks = st["heterosim_blocks"]
+            rs = st.get("rule_state")
+            if rs is None:
+                rs = self.rule.init(x, blocks)
+            step, rs = self.rule.update(g, rs, x, group["lr"], blocks)
+            st["rule_state"] = rs
+            offset = 0
+            for p in params:
+                n = p.numel()
+                p.add_(step[0, offset:offset + n].view_as(p))
+                offset += n
+        return loss
+
+    def rule_state(self, group: int = 0):
+        """The rule's state for a parameter group (flat (1, D) tensors, in parameter order)."""
+        return self.state[self.param_groups[group]["params"][0]].get("rule_state")
+
+    def blocks(self, group: int = 0) -> Blocks | None:
+        return self.state[self.param_groups[group]["params"][0]].get("heterosim_blocks")

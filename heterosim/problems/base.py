@@ -1,0 +1,124 @@
+"""The problem interface: an objective that carries its own ground truth.
+
+Every problem evaluates a batch ``X`` of shape (B, d) at once: ``loss(X) -> (B,)``,
+``grad(X) -> (B, d)``. It carries what tests and bounds need, so nothing is read
+from magic numbers:
+
+=============  ==============================================================
+``d``          dimension
+``blocks``     the block partition (:class:`heterosim.blocks.Blocks`)
+``x_star``     a minimiser (d,), or None where none is attained
+``f_star``     the minimum value (or infimum)
+``L_blocks``   per-block smoothness L_b (n,): block-separable upper bound
+               f(x+u) <= f(x) + <g,u> + 1/2 sum_b L_b ||u_b||^2
+``mu_blocks``  per-block strong convexity mu_b (n,) (0 where there is none)
+``L2``         lambda_max of the Hessian (or a valid upper bound)
+``Linf``       sup_{||u||_inf <= 1} u^T H u, or a valid upper bound
+``Linf_kind``  how ``Linf`` was obtained: "exact", "sdp", "sum_dbLb", "abs_sum", ...
+=============  ==============================================================
+
+and optional ``hessian()`` (dense, where small), ``hvp(X, V)`` and a seeded
+stochastic oracle ``stochastic_grad(X, generator)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from heterosim.blocks import Blocks
+
+__all__ = ["Problem", "check_batch"]
+
+
+class Problem:
+    """Base class. Subclasses set the ground-truth attributes in ``__init__`` and
+    implement :meth:`loss` and :meth:`grad` (and :meth:`loss_and_grad` when both
+    share work)."""
+
+    name: str = "problem"
+    dtype: torch.dtype = torch.float64
+    blocks: Blocks
+    x_star: torch.Tensor | None = None
+    f_star: float = 0.0
+    L_blocks: torch.Tensor
+    mu_blocks: torch.Tensor
+    L2: float
+    Linf: float
+    Linf_kind: str
+    has_oracle: bool = False
+    knobs: dict = {}
+
+    # --------------------------------------------------------------- shape
+    @property
+    def d(self) -> int:
+        return self.blocks.d
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        return self.blocks.sizes
+
+    @property
+    def mu(self) -> float:
+        return float(self.mu_blocks.min())
+
+    @property
+    def kappa(self) -> float:
+        """Global condition number L_2 / mu (inf when mu = 0)."""
+        return self.L2 / self.mu if self.mu > 0 else math.inf
+
+    @property
+    def rho_H(self) -> float:
+        """Hessian heterogeneity factor (sum_b d_b L_b) / (d L_2), in (0, 1]."""
+        db = self.blocks.sizes_tensor()
+        return float((db * self.L_blocks.cpu()).sum() / (self.d * self.L2))
+
+    # ------------------------------------------------------------- oracles
+    def loss(self, X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def grad(self, X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss(X), self.grad(X)
+
+    def stochastic_grad(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """An unbiased stochastic gradient for every row of X, drawn from ``generator``.
+        Rows of one call share the draw (common random numbers)."""
+        raise ValueError(f"problem {self.name!r} has no stochastic oracle; "
+                         "build it with noise (sigma=...) or use a problem with minibatches")
+
+    def hessian(self) -> torch.Tensor:
+        raise ValueError(f"problem {self.name!r} does not provide a dense Hessian")
+
+    def initial_point(self, seed: int = 0) -> torch.Tensor:
+        """The problem's default starting point for ``seed``: a (d,) tensor."""
+        raise NotImplementedError
+
+    def initial_points(self, seeds) -> torch.Tensor:
+        return torch.stack([self.initial_point(int(s)) for s in seeds])
+
+    def ground_truth(self) -> dict:
+        """Scalars of the ground truth, for results tables."""
+        return {
+            "d": self.d, "n_blocks": self.blocks.n, "f_star": float(self.f_star),
+            "L2": float(self.L2), "mu": float(self.mu), "kappa": float(self.kappa),
+            "Linf": float(self.Linf), "Linf_kind": self.Linf_kind, "rho_H": self.rho_H,
+        }
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={v!r}" for k, v in self.knobs.items())
+        return f"{type(self).__name__}({self.name}: d={self.d}, blocks={self.blocks.n}{', ' + knobs if knobs else ''})"
+
+
+def check_batch(problem: Problem, X: torch.Tensor) -> torch.Tensor:
+    """Validate a (B, d) batch (a (d,) vector is promoted to (1, d))."""
+    if not isinstance(X, torch.Tensor):
+        X = torch.as_tensor(X, dtype=problem.dtype)
+    if X.dim() == 1:
+        X = X.unsqueeze(0)
+    if X.dim() != 2 or X.shape[1] != problem.d:
+        raise ValueError(f"{problem.name}: expected a batch of shape (B, {problem.d}) or a vector "
+                         f"of length {problem.d}; got shape {tuple(X.shape)}")
+    return X

@@ -1,0 +1,418 @@
+r"""Block-diagonal quadratics with prescribed block spectra, and the families built on them.
+
+.. math::
+
+    f(x) = \tfrac12 (x - x^\star)^\top H (x - x^\star) + f^\star,\qquad
+    H = \mathrm{blockdiag}(H_1, \dots, H_n),\quad H_b = Q_b\,\mathrm{diag}(\lambda_b)\,Q_b^\top
+
+with Q_b Haar-random (``rotate=True``) or the identity (axis-aligned). The ground
+truth is exact: L_b = max lambda_b, mu_b = min lambda_b, L_2 = max_b L_b, and
+L_inf = sum_b L_inf(H_b) (the box sup is additive over diagonal blocks), exact
+for axis-aligned blocks (it is then tr H_b) and for rotated blocks of size <= 12
+(vertex enumeration), otherwise the smaller of d_b L_b and ||H_b||_{1,1}.
+
+Initial points are drawn in the eigenbasis and assigned by eigenvalue rank: for
+seed s, z ~ N(0, I_d) is drawn once and the eigen-direction holding the k-th
+smallest eigenvalue of the *whole* spectrum receives z_k (times its block's
+``init_scale``). Two problems with the same global spectrum, arranged into blocks
+differently, therefore start with the same initial error in eigen-coordinates,
+and GD follows the same loss curve on both (THEORY.md Q1, Zhang cases 3/4).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from heterosim.blocks import Blocks
+from heterosim.problems import register
+from heterosim.problems.base import Problem, check_batch
+
+__all__ = ["BlockQuadratic", "haar_orthogonal", "zhang_case", "block_scale", "hessian_only",
+           "gradient_only", "kunstner_diag", "class_frequencies"]
+
+DTYPE = torch.float64
+_EXACT_LINF_MAX_BLOCK = 12  # vertex enumeration visits 2^(d_b - 1) sign vectors
+
+
+def haar_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A Haar-distributed n x n orthogonal matrix (QR of a Gaussian matrix with the
+    signs of R's diagonal folded into Q; Mezzadri 2007, "How to generate random
+    matrices from the classical compact groups", Sec. 5)."""
+    A = torch.randn(n, n, generator=generator, dtype=DTYPE)
+    Q, R = torch.linalg.qr(A)
+    return Q * torch.sign(torch.diagonal(R)).unsqueeze(0)
+
+
+def _linf_block(H: torch.Tensor, diagonal: bool) -> tuple[float, str]:
+    """sup_{||u||_inf <= 1} u^T H u for one PSD block, or an upper bound, and its kind."""
+    db = H.shape[0]
+    if diagonal:
+        return float(torch.diagonal(H).sum()), "exact"
+    if db <= _EXACT_LINF_MAX_BLOCK:
+        # u and -u give the same value: fix u_0 = +1 and enumerate the rest.
+        k = db - 1
+        codes = torch.arange(2 ** k)
+        bits = ((codes.unsqueeze(1) >> torch.arange(k)) & 1).to(DTYPE)
+        U = torch.cat([torch.ones(2 ** k, 1, dtype=DTYPE), 1 - 2 * bits], dim=1)
+        return float(((U @ H) * U).sum(1).max()), "exact"
+    lmax = float(torch.linalg.eigvalsh(H)[-1])
+    by_l2, by_abs = db * lmax, float(H.abs().sum())
+    return (by_l2, "sum_dbLb") if by_l2 <= by_abs else (by_abs, "abs_sum")
+
+
+class BlockQuadratic(Problem):
+    """Block-diagonal quadratic with known spectrum; build with :meth:`from_spectra`.
+
+    Example::
+
+        p = BlockQuadratic.from_spectra([[1., 2.], [10., 100.]], rotate=True, seed=0)
+        p.L_blocks        # tensor([2., 100.])
+        p.loss(p.initial_points([0, 1]))   # (2,)
+    """
+
+    def __init__(self, spectra: list[torch.Tensor], bases: list[torch.Tensor] | None,
+                 x_star: torch.Tensor, f_star: float, init_scale: torch.Tensor,
+                 sigma: torch.Tensor | None, init_target: str = "error",
+                 name: str = "quadratic", knobs: dict | None = None, block_names=None):
+        self.name = name
+        self.knobs = dict(knobs or {})
+        self.block_spectra = spectra
+        self.bases = bases  # None: axis-aligned
+        self.blocks = Blocks.from_sizes([len(s) for s in spectra], names=block_names)
+        self.x_star = x_star
+        self.f_star = float(f_star)
+        self.init_scale = init_scale
+        self.init_target = init_target
+        self.sigma = sigma
+        self.has_oracle = sigma is not None
+        self.diagonal = bases is None
+        if self.diagonal:
+            self.block_hessians = [torch.diag(s) for s in spectra]
+        else:
+            self.block_hessians = [(Q * s) @ Q.T for Q, s in zip(bases, spectra)]
+        self._diag = torch.cat(spectra) if self.diagonal else None
+        sizes = self.blocks.sizes
+        self._stacked = torch.stack(self.block_hessians) if len(set(sizes)) == 1 and not self.diagonal else None
+        self.L_blocks = torch.stack([s.max() for s in spectra])
+        self.mu_blocks = torch.stack([s.min() for s in spectra])
+        self.L2 = float(self.L_blocks.max())
+        parts = [_linf_block(H, self.diagonal) for H in self.block_hessians]
+        self.Linf = float(sum(v for v, _ in parts))
+        kinds = sorted({k for _, k in parts})
+        self.Linf_kind = kinds[0] if len(kinds) == 1 else "+".join(kinds)
+        spectrum = torch.cat(spectra)
+        # rank of each eigen-direction in the global ascending order (stable)
+        order = torch.argsort(spectrum, stable=True)
+        self._rank = torch.empty_like(order)
+        self._rank[order] = torch.arange(len(order))
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_spectra(cls, spectra: Sequence[Sequence[float]], rotate: bool = True, seed: int = 0,
+                     x_star=None, f_star: float = 0.0, init_scale=None, init_target: str = "error",
+                     sigma=None, name: str = "quadratic", knobs: dict | None = None,
+                     shared_basis: bool = False, block_names=None) -> "BlockQuadratic":
+        r"""Block b gets H_b = Q_b diag(spectra[b]) Q_b^T.
+
+        Args:
+            spectra: one sequence of eigenvalues per block; all must be > 0 (H is PD).
+            rotate: Haar-random Q_b (seeded) if True, else Q_b = I (axis-aligned).
+            seed: seeds the rotations.
+            x_star: the minimiser (d,), default zeros. f_star: the minimum value.
+            init_scale: per-block multiplier of the initial error (scalar or (n,)), default 1.
+            init_target: "error": ||e_b|| scales with init_scale_b (e_b = Q_b diag(c) ...);
+                "grad": e_b is rescaled so that ||H_b e_b||_2 = init_scale_b exactly.
+            sigma: per-coordinate standard deviation of additive Gaussian gradient noise,
+                a scalar or one value per block (n,); None for no stochastic oracle.
+            shared_basis: use one rotation for all blocks (needs equal block sizes).
+        """
+        if isinstance(spectra, torch.Tensor) and spectra.dim() == 1:
+            spectra = [spectra]
+        if len(spectra) == 0:
+            raise ValueError("spectra must hold at least one block; got an empty list")
+        spec = []
+        for b, s in enumerate(spectra):
+            t = torch.as_tensor(s, dtype=DTYPE).flatten()
+            if t.numel() == 0:
+                raise ValueError(f"block {b} has no eigenvalues; every block must be non-empty")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"block {b} has non-finite eigenvalues; all must be finite and > 0")
+            if bool((t <= 0).any()):
+                raise ValueError(f"block {b} has non-positive eigenvalues (min {float(t.min()):.3g}); "
+                                 "a block quadratic needs every eigenvalue > 0 (positive definite H)")
+            spec.append(t)
+        n = len(spec)
+        d = sum(len(s) for s in spec)
+        if init_target not in ("error", "grad"):
+            raise ValueError(f"init_target must be 'error' or 'grad'; got {init_target!r}")
+        bases = None
+        if rotate:
+            g = torch.Generator().manual_seed(int(seed))
+            if shared_basis:
+                if len({len(s) for s in spec}) != 1:
+                    raise ValueError("shared_basis=True needs equal block sizes")
+                Q = haar_orthogonal(len(spec[0]), g)
+                bases = [Q] * n
+            else:
+                bases = [haar_orthogonal(len(s), g) for s in spec]
+        if x_star is None:
+            x_star = torch.zeros(d, dtype=DTYPE)
+        else:
+            x_star = torch.as_tensor(x_star, dtype=DTYPE).flatten()
+            if x_star.numel() != d:
+                raise ValueError(f"x_star has {x_star.numel()} entries; the spectra define d = {d}")
+        init_scale = _per_block(init_scale, n, "init_scale", default=1.0, positive=True)
+        sig = None if sigma is None else _per_block(sigma, n, "sigma", default=0.0, positive=False)
+        return cls(spec, bases, x_star, f_star, init_scale, sig, init_target=init_target,
+                   name=name, knobs=knobs, block_names=block_names)
+
+    # ---------------------------------------------------------------- oracles
+    def _apply_H(self, E: torch.Tensor) -> torch.Tensor:
+        """H E^T row-wise: (B, d) -> (B, d)."""
+        if self.diagonal:
+            return E * self._diag.to(E.device)
+        if self._stacked is not None:
+            n, db = self.blocks.n, self.blocks.sizes[0]
+            Eb = E.reshape(E.shape[0], n, db).transpose(0, 1)  # (n, B, db)
+            return torch.matmul(Eb, self._stacked.to(E.device)).transpose(0, 1).reshape(E.shape)
+        out = torch.empty_like(E)
+        start = 0
+        for H in self.block_hessians:
+            stop = start + H.shape[0]
+            out[:, start:stop] = E[:, start:stop] @ H.to(E.device)
+            start = stop
+        return out
+
+    def hvp(self, X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """H V row-wise (the Hessian does not depend on X)."""
+        return self._apply_H(check_batch(self, V))
+
+    def loss_and_grad(self, X):
+        X = check_batch(self, X)
+        E = X - self.x_star.to(X.device)
+        G = self._apply_H(E)
+        return 0.5 * (E * G).sum(1) + self.f_star, G
+
+    def loss(self, X):
+        return self.loss_and_grad(X)[0]
+
+    def grad(self, X):
+        return self.loss_and_grad(X)[1]
+
+    def stochastic_grad(self, X, generator):
+        if self.sigma is None:
+            return super().stochastic_grad(X, generator)
+        X = check_batch(self, X)
+        noise = torch.randn(self.d, generator=generator, dtype=X.dtype).to(X.device)
+        return self.grad(X) + self.blocks.expand(self.sigma).to(X.device) * noise
+
+    @property
+    def sigma2(self) -> float:
+        """E||noise||^2 = sum_b d_b sigma_b^2 (0 without an oracle)."""
+        if self.sigma is None:
+            return 0.0
+        return float((self.blocks.sizes_tensor() * self.sigma ** 2).sum())
+
+    def hessian(self) -> torch.Tensor:
+        return torch.block_diag(*self.block_hessians)
+
+    @property
+    def spectrum(self) -> torch.Tensor:
+        """All eigenvalues, block by block (d,)."""
+        return torch.cat(self.block_spectra)
+
+    def eigenbasis(self) -> torch.Tensor:
+        """Orthogonal V (d, d) with H = V diag(spectrum) V^T (block-diagonal)."""
+        if self.diagonal:
+            return torch.eye(self.d, dtype=DTYPE)
+        return torch.block_diag(*self.bases)
+
+    # ---------------------------------------------------------- initial point
+    def initial_point(self, seed: int = 0) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed) + 7919)  # offset keeps it apart from rotations
+        z = torch.randn(self.d, generator=g, dtype=DTYPE)
+        c = z[self._rank]  # eigen-coordinate by global eigenvalue rank
+        parts, start = [], 0
+        for b, s in enumerate(self.block_spectra):
+            cb = c[start:start + len(s)]
+            if self.init_target == "grad":
+                cb = cb * (self.init_scale[b] / (s * cb).norm())
+            else:
+                cb = cb * self.init_scale[b]
+            parts.append(cb if self.diagonal else self.bases[b] @ cb)
+            start += len(s)
+        return self.x_star + torch.cat(parts)
+
+
+def _per_block(value, n, what, default, positive):
+    if value is None:
+        value = default
+    t = torch.as_tensor(value, dtype=DTYPE).flatten()
+    if t.numel() == 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise ValueError(f"{what} needs one value or one per block ({n}); got {t.numel()}")
+    if not bool(torch.isfinite(t).all()) or (positive and bool((t <= 0).any())) or bool((t < 0).any()):
+        raise ValueError(f"{what} must be finite and {'> 0' if positive else '>= 0'}; got {t.tolist()}")
+    return t
+
+
+# --------------------------------------------------------------------------
+# Families with knobs (THEORY.md, Constructions)
+# --------------------------------------------------------------------------
+def _check_int(name, v, lo):
+    if int(v) != v or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+    return int(v)
+
+
+def _check_pos(name, v, lo=0.0, strict=True):
+    if not (math.isfinite(v) and (v > lo if strict else v >= lo)):
+        raise ValueError(f"{name} must be finite and {'>' if strict else '>='} {lo}; got {v!r}")
+    return float(v)
+
+
+ZHANG_KAPPA = 5000.0  # Zhang et al. 2024, Sec. 3 (block-diagonal quadratics, condition number 5000)
+
+
+@register("zhang_case")
+def zhang_case(case: int = 1, kappa: float = ZHANG_KAPPA, n_blocks: int = 4, block_size: int = 25,
+               rotate: bool = True, seed: int = 0) -> BlockQuadratic:
+    """Zhang et al. 2024 (arXiv 2402.16788, Sec. 3)-style block-diagonal quadratics, all with
+    condition number ``kappa``.
+
+    - case 1, heterogeneous: block b draws its eigenvalues log-uniformly in its own range
+      [kappa^(b/n), kappa^((b+1)/n)] (seeded), the global extremes pinned to 1 and kappa.
+    - case 2, homogeneous: every block draws log-uniformly over the whole range [1, kappa].
+    - case 3 / case 4: one global spectrum (d log-spaced values in [1, kappa]) arranged into
+      blocks contiguously (3, heterogeneous) or interleaved (4, homogeneous). Same spectrum,
+      same initial eigen-coordinates: GD runs identically on 3 and 4.
+    """
+    case = _check_int("case", case, 1)
+    if case > 4:
+        raise ValueError(f"case must be 1, 2, 3 or 4; got {case}")
+    n = _check_int("n_blocks", n_blocks, 1)
+    db = _check_int("block_size", block_size, 2)
+    kappa = _check_pos("kappa", kappa, 1.0, strict=False)
+    d = n * db
+    g = torch.Generator().manual_seed(int(seed) + 104729)
+    logk = math.log(kappa)
+    if case in (3, 4):
+        glob = torch.exp(torch.linspace(0.0, logk, d, dtype=DTYPE))
+        spectra = [glob[b * db:(b + 1) * db] for b in range(n)] if case == 3 else [glob[b::n] for b in range(n)]
+    elif case == 1:
+        spectra = []
+        for b in range(n):
+            lo, hi = logk * b / n, logk * (b + 1) / n
+            u = torch.sort(torch.rand(db, generator=g, dtype=DTYPE)).values
+            u[0], u[-1] = 0.0, 1.0
+            spectra.append(torch.exp(lo + (hi - lo) * u))
+    else:
+        spectra = [torch.exp(logk * torch.rand(db, generator=g, dtype=DTYPE)) for _ in range(n)]
+        spectra[0][0] = 1.0
+        spectra[-1][-1] = kappa
+    kind = {1: "heterogeneous", 2: "homogeneous", 3: "heterogeneous (shared spectrum)",
+            4: "homogeneous (shared spectrum)"}[case]
+    return BlockQuadratic.from_spectra(
+        spectra, rotate=rotate, seed=seed, name=f"zhang_case{case}",
+        knobs=dict(case=case, kappa=kappa, n_blocks=n, block_size=db, rotate=rotate, seed=seed, kind=kind))
+
+
+def _scales(n: int, spread: float) -> torch.Tensor:
+    """s_b = 10^(spread * b / (n - 1)), b = 0..n-1: block scales spread over ``spread`` decades."""
+    if n == 1:
+        return torch.ones(1, dtype=DTYPE)
+    return 10.0 ** (spread * torch.arange(n, dtype=DTYPE) / (n - 1))
+
+
+def _base_spectrum(block_size: int, kappa_block: float) -> torch.Tensor:
+    return torch.exp(torch.linspace(0.0, math.log(kappa_block), block_size, dtype=DTYPE))
+
+
+@register("block_scale")
+def block_scale(spread: float = 1.0, gamma: float = 0.5, n_blocks: int = 8, block_size: int = 16,
+                kappa_block: float = 10.0, rotate: bool = True, seed: int = 0) -> BlockQuadratic:
+    """Block-scale spread: H_b = s_b A_b, s_b = 10^(spread b/(n-1)); A_b has the log-spaced
+    spectrum [1, kappa_block] in its own random basis. Gradient and Hessian heterogeneity grow
+    together. Block b's initial error is scaled by s_b^(-gamma): gamma = 0 equal error,
+    1/2 equal loss per block, 1 equal gradient norm per block (in expectation)."""
+    n = _check_int("n_blocks", n_blocks, 1)
+    db = _check_int("block_size", block_size, 1)
+    spread = _check_pos("spread", spread, 0.0, strict=False)
+    gamma = float(gamma)
+    kappa_block = _check_pos("kappa_block", kappa_block, 1.0, strict=False)
+    s = _scales(n, spread)
+    base = _base_spectrum(db, kappa_block)
+    return BlockQuadratic.from_spectra(
+        [sb * base for sb in s], rotate=rotate, seed=seed, init_scale=s ** (-gamma), name="block_scale",
+        knobs=dict(spread=spread, gamma=gamma, n_blocks=n, block_size=db, kappa_block=kappa_block,
+                   rotate=rotate, seed=seed))
+
+
+@register("hessian_only")
+def hessian_only(spread: float = 1.0, n_blocks: int = 8, block_size: int = 16, kappa_block: float = 10.0,
+                 rotate: bool = True, seed: int = 0) -> BlockQuadratic:
+    """Hessian heterogeneity alone: H_b = s_b A_b as in :func:`block_scale`, and the initial
+    error of each block rescaled so that every block has exactly the same gradient norm
+    ||H_b e_b|| = 1 at x_0."""
+    n = _check_int("n_blocks", n_blocks, 1)
+    db = _check_int("block_size", block_size, 1)
+    spread = _check_pos("spread", spread, 0.0, strict=False)
+    kappa_block = _check_pos("kappa_block", kappa_block, 1.0, strict=False)
+    s = _scales(n, spread)
+    base = _base_spectrum(db, kappa_block)
+    return BlockQuadratic.from_spectra(
+        [sb * base for sb in s], rotate=rotate, seed=seed, init_scale=1.0, init_target="grad",
+        name="hessian_only", knobs=dict(spread=spread, n_blocks=n, block_size=db,
+                                        kappa_block=kappa_block, rotate=rotate, seed=seed))
+
+
+@register("gradient_only")
+def gradient_only(spread: float = 1.0, n_blocks: int = 8, block_size: int = 16, kappa_block: float = 10.0,
+                  rotate: bool = True, seed: int = 0) -> BlockQuadratic:
+    """Gradient heterogeneity alone: identical blocks H_b = A (one spectrum, one basis), the
+    initial error of block b scaled by s_b = 10^(spread b/(n-1))."""
+    n = _check_int("n_blocks", n_blocks, 1)
+    db = _check_int("block_size", block_size, 1)
+    spread = _check_pos("spread", spread, 0.0, strict=False)
+    kappa_block = _check_pos("kappa_block", kappa_block, 1.0, strict=False)
+    base = _base_spectrum(db, kappa_block)
+    return BlockQuadratic.from_spectra(
+        [base] * n, rotate=rotate, seed=seed, shared_basis=True, init_scale=_scales(n, spread),
+        name="gradient_only", knobs=dict(spread=spread, n_blocks=n, block_size=db,
+                                         kappa_block=kappa_block, rotate=rotate, seed=seed))
+
+
+def class_frequencies(n_classes: int, alpha: float) -> torch.Tensor:
+    """pi_k proportional to k^(-alpha), k = 1..C, normalised to sum to 1 (Zipf-like)."""
+    C = _check_int("n_classes", n_classes, 1)
+    alpha = _check_pos("alpha", alpha, 0.0, strict=False)
+    w = torch.arange(1, C + 1, dtype=DTYPE) ** (-alpha)
+    return w / w.sum()
+
+
+@register("kunstner_diag")
+def kunstner_diag(n_classes: int = 16, h: int = 4, alpha: float = 1.0, freqs=None) -> BlockQuadratic:
+    """Kunstner et al. 2024's diagonal model f(W) = sum_k pi_k 1/2 ||w_k||^2, W in R^{C x h}:
+    one block per class row, H = diag(pi_k) (x) I_h, x* = 0. GD gives
+    w_k(t) = (1 - eta pi_k)^t w_k(0)."""
+    C = _check_int("n_classes", n_classes, 1)
+    h = _check_int("h", h, 1)
+    if freqs is None:
+        pi = class_frequencies(C, alpha)
+    else:
+        pi = torch.as_tensor(freqs, dtype=DTYPE).flatten()
+        if pi.numel() != C or bool((pi <= 0).any()):
+            raise ValueError(f"freqs needs {C} positive class frequencies; got {pi.tolist()}")
+    return BlockQuadratic.from_spectra(
+        [torch.full((h,), float(p), dtype=DTYPE) for p in pi], rotate=False, name="kunstner_diag",
+        knobs=dict(n_classes=C, h=h, alpha=alpha), block_names=[f"class{k}" for k in range(C)])
+
+
+@register("quadratic")
+def quadratic(spectra, rotate: bool = True, seed: int = 0, **kw) -> BlockQuadratic:
+    """Any block quadratic from its block spectra (see :meth:`BlockQuadratic.from_spectra`)."""
+    return BlockQuadratic.from_spectra(spectra, rotate=rotate, seed=seed,
+                                       knobs=dict(rotate=rotate, seed=seed), **kw)
