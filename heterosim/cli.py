@@ -24,6 +24,13 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _delegate(module):
+    def call(args):
+        import importlib
+        return importlib.import_module(module).cli_main(args.rest)
+    return call
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="heterosim", description=(
         "Gradient and Hessian heterogeneity across parameter blocks, and why Adam beats SGD: "
@@ -32,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the default study: every optimizer tuned on the Zhang cases and a "
                                     "block-scale sweep; prints T*(eps) (about 2 minutes on 2 cores)")
-    d.add_argument("--steps", type=int, default=15_000, help="step budget per run (default 15000)")
+    d.add_argument("--steps", type=int, default=20_000, help="step budget per run (default 20000)")
     d.add_argument("-j", "--jobs", type=int, default=-1, help="worker processes (default: all cores)")
     d.add_argument("--out", default=None, help="also write the table as CSV here")
     d.set_defaults(func=_cmd_demo)
@@ -40,11 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the registered problems and optimizers")
     ls.set_defaults(func=_cmd_list)
 
-    if importlib.util.find_spec("heterosim.bridge.cli") is not None:
-        b = sub.add_parser("bridge", help="transformer fine-tuning with the same optimizers and monitors",
-                           add_help=False)
+    # subcommands whose parser lives with their module: heterosim.<module>.cli_main(argv)
+    for command, module, text in (
+            ("sweep", "heterosim.sweep", "run an experiment script's grid as a cached, resumable sweep"),
+            ("plot", "heterosim.plots", "draw a study's figures from its stored results"),
+            ("verify", "heterosim.verify", "check every bound against measured iterations; exits 1 on a violation"),
+            ("bridge", "heterosim.bridge.cli", "transformer fine-tuning with the same optimizers and monitors")):
+        if importlib.util.find_spec(module) is None:
+            continue
+        b = sub.add_parser(command, help=text, add_help=False)
         b.add_argument("rest", nargs=argparse.REMAINDER)
-        b.set_defaults(func=lambda a: __import__("heterosim.bridge.cli", fromlist=["cli_main"]).cli_main(a.rest))
+        b.set_defaults(func=_delegate(module))
     return p
 
 

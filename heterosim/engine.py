@@ -206,7 +206,7 @@ def _rows(lrs, seeds):
 def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Sequence[int] = (0,),
         steps: int = 100, record="loss,grad_l2", x0: torch.Tensor | None = None, record_every=1,
         target: Target | tuple | None = None, stop_early: bool = True, stochastic: bool = False,
-        diverge_factor: float = DIVERGE_FACTOR, device=None) -> Result:
+        diverge_factor: float = DIVERGE_FACTOR, device=None, stop_when=None) -> Result:
     """Run ``opt`` on ``problem`` for every (lr, seed) as one batch.
 
     Args:
@@ -223,6 +223,8 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
         stochastic: use the problem's stochastic oracle; every seed has its own generator
             and the rows of one seed share its draws. Metrics use the true gradient.
         diverge_factor: a row diverges when f - f* > diverge_factor (f_0 - f*), or on non-finite values.
+        stop_when: with a target, an extra stopping rule ``stop_when(hit, active, t) -> bool``
+            (``hit``: (B,) first-hit steps, inf while not hit), checked with the early exit.
     """
     import time
     t0 = time.perf_counter()
@@ -276,20 +278,20 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
     # f - f* above diverge_factor (f_0 - f*), +inf and NaN all fail `f <= f_limit`
     f_limit = f_star + diverge_factor * (f - f_star).clamp_min(1e-300)
     active = torch.isfinite(f) & torch.isfinite(G).all(1)
-    diverged_at = torch.where(active, -1, 0).to(torch.int64)
-    hit = torch.full((B,), -1, dtype=torch.int64, device=dev)
+    bad_at_start = ~active
+    alive = torch.zeros(B, dtype=torch.int64, device=dev)  # steps survived: diverged_at = alive + 1
+    hit = torch.full((B,), math.inf, dtype=dtype, device=dev)
     thr = None
     if target is not None:
         thr = torch.full((B,), target.eps, dtype=dtype, device=dev)
         if target.relative:
             thr = thr * vals[target.metric]
-        hit = torch.where(vals[target.metric] <= thr, 0, hit)
+        hit = torch.where(vals[target.metric] <= thr, 0.0, hit)
     if 0 in rec_set:
         for m in names:
             curves[m].append(vals[m])
 
     state = opt.init(X, blocks)
-    any_frozen = not bool(active.all())
     t = 0
     for t in range(1, steps + 1):
         if stochastic:
@@ -300,43 +302,33 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
             Gs = G
         step, state = opt.update(Gs, state, X, lr, blocks)
         Xn = X + step
-        if any_frozen:
-            Xn = torch.where(active.unsqueeze(1), Xn, X)
         f, G = problem.loss_and_grad(Xn)
-        X = Xn
-        bad = active & ~(f <= f_limit)
-        if bool(bad.any()):
-            active = active & ~bad
-            diverged_at = torch.where(bad, t, diverged_at)
-            any_frozen = True
-        need = t in rec_set
-        if need or target is not None:
-            wanted = set(names if need else ()) | ({target.metric} if target is not None else set())
-            vals = _metric_values(problem, X, f, G, wanted, f_star, x_star)
-            if target is not None:
-                newly = (hit < 0) & active & (vals[target.metric] <= thr)
-                hit = torch.where(newly, t, hit)
-            if need:
-                for m in names:
-                    v = vals[m]
-                    if any_frozen:  # diverged rows record NaN from their divergence on
-                        mask = ~active if v.dim() == 1 else (~active).unsqueeze(1)
-                        v = torch.where(mask, torch.nan, v)
-                    curves[m].append(v)
-        if target is not None and stop_early and t % _STOP_CHECK_EVERY == 0 \
-                and bool(((hit >= 0) | ~active).all()):
-            break
+        active = active & (f <= f_limit)
+        alive += active
+        X = torch.where(active.unsqueeze(1), Xn, X)  # a diverged row stays at its last good iterate
+        if target is not None:
+            v = _metric_values(problem, Xn, f, G, (target.metric,), f_star, x_star)[target.metric]
+            hit = torch.where((v <= thr) & active, torch.clamp(hit, max=float(t)), hit)
+        if t in rec_set:
+            vals = _metric_values(problem, Xn, f, G, names, f_star, x_star)
+            for m in names:  # diverged rows record NaN from their divergence on
+                v = vals[m]
+                curves[m].append(torch.where(active if v.dim() == 1 else active.unsqueeze(1), v, torch.nan))
+        if target is not None and stop_early and t % _STOP_CHECK_EVERY == 0:
+            done = bool((torch.isfinite(hit) | ~active).all())
+            if done or (stop_when is not None and stop_when(hit, active, t)):
+                break
     steps_run = t if steps > 0 else 0
     kept = rec_steps[rec_steps <= steps_run]
     out_curves = {}
     for m in names:
         arr = torch.stack(curves[m], dim=1).detach().cpu().numpy() if curves[m] else np.zeros((B, 0))
         out_curves[m] = arr[:, :len(kept)]
+    diverged_at = torch.where(bad_at_start, 0, torch.where(active, -1, alive + 1))
     diverged = diverged_at.cpu().numpy() >= 0
     hits = {}
     if target is not None:
-        h = hit.cpu().numpy().astype(float)
-        hits[target] = np.where(h >= 0, h, np.inf)
+        hits[target] = hit.cpu().numpy().astype(float)
     return Result(problem=problem.name, optimizer=opt.label(), lrs=row_lrs, seeds=row_seeds, steps=steps,
                   steps_run=steps_run, record_steps=kept, curves=out_curves, diverged=diverged,
                   diverged_at=diverged_at.cpu().numpy(), initial=initial, hits=hits, x_final=X.detach().cpu(),
@@ -381,7 +373,10 @@ def tune(problem: Problem, opt: Optimizer | str, eps: float, metric: str = "grad
 
     The coarse grid ``lrs`` (default ``lr_grid(1e-5, 10, per_decade=2)``) is run as one batch
     with every seed; T(lr) aggregates the seeds (``agg``: mean, max or median; a seed that
-    never reaches eps makes the mean infinite). If the best lr is inside the grid, ``refine``
+    never reaches eps makes the mean infinite). The batch stops as soon as no unfinished
+    learning rate can beat the best finished one, so ``Ts`` is exact for the best learning
+    rate and for every one that finished before that point, and ``inf`` for the others (not
+    reached within ``steps``, or certainly slower than the best). If the best lr is inside the grid, ``refine``
     more learning rates, log-spaced strictly between its two neighbours, are run and the best
     over all is returned. ``edge`` flags a best lr at either end of the coarse grid (the true
     optimum may lie outside), or a grid where no lr reached eps.
@@ -393,9 +388,26 @@ def tune(problem: Problem, opt: Optimizer | str, eps: float, metric: str = "grad
     seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
     target = Target(metric, float(eps), bool(relative))
 
+    S = seeds.size
+
+    def pruned(hit, active, t):
+        # Stop once no unfinished learning rate can still beat the best finished one: a seed that
+        # has not hit by step t will need more than t steps (a lower bound for its aggregate).
+        h = hit.reshape(-1, S).to(torch.float64)
+        done = torch.isfinite(h).all(1)
+        if not bool(done.any()):
+            return False
+        best = _aggregate(h[done].cpu().numpy(), int(done.sum()), S, agg).min()
+        lower = torch.where(torch.isfinite(h), h, float(t + 1))
+        live = (~done) & active.reshape(-1, S).all(1)
+        if not bool(live.any()):
+            return True
+        lb = _aggregate(lower[live].cpu().numpy(), int(live.sum()), S, agg)
+        return bool((lb > best).all())
+
     def measure(lr_values):
         res = run(problem, opt, lr_values, seeds, steps, record="none", target=target, stochastic=stochastic,
-                  x0=x0)
+                  x0=x0, stop_when=pruned)
         T = _aggregate(res.hits[target], len(lr_values), seeds.size, agg)
         div = res.diverged.reshape(len(lr_values), seeds.size).mean(1)
         return T, div

@@ -29,7 +29,7 @@ import torch
 
 from heterosim.blocks import Blocks
 
-__all__ = ["Optimizer", "make", "names", "register", "RuleOptimizer", "validate_lr"]
+__all__ = ["Optimizer", "make", "for_problem", "names", "register", "RuleOptimizer", "validate_lr"]
 
 Tensor = torch.Tensor
 _TINY = 1e-300  # guards 0/0 in normalised steps: a zero gradient gives a zero step
@@ -93,6 +93,17 @@ def make(name: str, **hyper) -> Optimizer:
         allowed = [p for p in inspect.signature(fn).parameters]
         raise ValueError(f"optimizer {name!r} got unexpected hyperparameters {sorted(hyper)}; "
                          f"allowed: {allowed}") from e
+
+
+# hyperparameters that some rules read from the problem's ground truth
+_FROM_PROBLEM = {"blockwise_gd": {"L": "L_blocks"}, "steepest_linf": {"Linf": "Linf"}}
+
+
+def for_problem(name: str, problem, **hyper) -> Optimizer:
+    """:func:`make` with the hyperparameters a rule reads from the problem filled in
+    (blockwise_gd: ``L = problem.L_blocks``; steepest_linf: ``Linf = problem.Linf``)."""
+    filled = {k: getattr(problem, attr) for k, attr in _FROM_PROBLEM.get(name, {}).items() if k not in hyper}
+    return make(name, **filled, **hyper)
 
 
 def validate_lr(lr) -> None:
@@ -283,6 +294,26 @@ def sign_momentum(beta: float = 0.9) -> Optimizer:
         return -lr * m, MomentumState(state.count + 1, m)
 
     return Optimizer("sign_momentum", init, update, dict(beta=b))
+
+
+@register("steepest_linf")
+def steepest_linf(Linf=None) -> Optimizer:
+    r"""Steepest descent in l_inf with the step of the quadratic upper model:
+    x <- x - lr (||g||_1 / L_inf) sign(g). With lr = 1 each step decreases f by at least
+    ||g||_1^2 / (2 L_inf) (THEORY.md B3; Kelner et al. 2014 and Bernstein et al. 2018 use the
+    same l_inf steepest-descent step). ``Linf``: the problem's L_inf (or an upper bound)."""
+    if Linf is None or not (float(Linf) > 0 and float(Linf) < float("inf")):
+        raise ValueError(f"steepest_linf needs Linf, a finite L_inf > 0 (e.g. problem.Linf); got {Linf!r}")
+    Li = float(Linf)
+
+    def init(x, blocks):
+        return CountState(0)
+
+    def update(g, state, x, lr, blocks):
+        scale = g.abs().sum(-1, keepdim=True) / Li
+        return -lr * scale * torch.sign(g), CountState(state.count + 1)
+
+    return Optimizer("steepest_linf", init, update, dict(Linf=Li))
 
 
 @register("normalized_gd")

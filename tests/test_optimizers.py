@@ -111,20 +111,11 @@ def test_adapter_matches_torch_optim_on_a_model(name, hyper, tcls, tkw, pairs):
 
 
 # ---------------------------------------------------------------- registry-wide
-def _all_rules(p):
-    out = []
-    for name in hs.optimizers.names():
-        hyper = {"L": p.L_blocks} if name == "blockwise_gd" else {}
-        out.append(hs.optimizers.make(name, **hyper))
-    return out
-
-
 @pytest.mark.parametrize("name", hs.optimizers.names())
 def test_every_rule_is_finite_deterministic_pure_and_converges(name):
     """Registry matrix: finite, deterministic, inputs untouched, and progress on an easy problem."""
     p = hs.problems.make("block_scale", spread=0.0, n_blocks=2, block_size=4, kappa_block=2.0, seed=0)
-    hyper = {"L": p.L_blocks} if name == "blockwise_gd" else {}
-    opt = hs.optimizers.make(name, **hyper)
+    opt = hs.optimizers.for_problem(name, p)
     x = p.initial_points([0, 1])
     st = opt.init(x, p.blocks)
     g = p.grad(x)

@@ -8,8 +8,9 @@ r"""Block-diagonal quadratics with prescribed block spectra, and the families bu
 with Q_b Haar-random (``rotate=True``) or the identity (axis-aligned). The ground
 truth is exact: L_b = max lambda_b, mu_b = min lambda_b, L_2 = max_b L_b, and
 L_inf = sum_b L_inf(H_b) (the box sup is additive over diagonal blocks), exact
-for axis-aligned blocks (it is then tr H_b) and for rotated blocks of size <= 12
-(vertex enumeration), otherwise the smaller of d_b L_b and ||H_b||_{1,1}.
+for axis-aligned blocks (it is then tr H_b) and for rotated blocks of size <= 16
+(vertex enumeration), otherwise the certified SDP relaxation max tr(H_b X),
+X psd, diag X = 1 (an upper bound), and ``Linf_kind`` says which.
 
 Initial points are drawn in the eigenbasis and assigned by eigenvalue rank: for
 seed s, z ~ N(0, I_d) is drawn once and the eigen-direction holding the k-th
@@ -33,7 +34,8 @@ __all__ = ["BlockQuadratic", "haar_orthogonal", "zhang_case", "block_scale", "he
            "gradient_only", "kunstner_diag", "class_frequencies"]
 
 DTYPE = torch.float64
-_EXACT_LINF_MAX_BLOCK = 12  # vertex enumeration visits 2^(d_b - 1) sign vectors
+_DENSE_MAX_D = 128  # up to this d the Hessian is also kept dense for the matvec
+_EXACT_LINF_MAX_BLOCK = 16  # vertex enumeration visits 2^(d_b - 1) sign vectors
 
 
 def haar_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -46,20 +48,15 @@ def haar_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def _linf_block(H: torch.Tensor, diagonal: bool) -> tuple[float, str]:
-    """sup_{||u||_inf <= 1} u^T H u for one PSD block, or an upper bound, and its kind."""
-    db = H.shape[0]
+    """sup_{||u||_inf <= 1} u^T H u for one PSD block, or the tightest upper bound available,
+    and its kind: the trace for a diagonal block (exact), else
+    :func:`heterosim.precondition.linf_upper` (vertex enumeration up to size
+    ``_EXACT_LINF_MAX_BLOCK``, the SDP relaxation up to 256, else d_b L_b or ||H_b||_{1,1})."""
     if diagonal:
         return float(torch.diagonal(H).sum()), "exact"
-    if db <= _EXACT_LINF_MAX_BLOCK:
-        # u and -u give the same value: fix u_0 = +1 and enumerate the rest.
-        k = db - 1
-        codes = torch.arange(2 ** k)
-        bits = ((codes.unsqueeze(1) >> torch.arange(k)) & 1).to(DTYPE)
-        U = torch.cat([torch.ones(2 ** k, 1, dtype=DTYPE), 1 - 2 * bits], dim=1)
-        return float(((U @ H) * U).sum(1).max()), "exact"
-    lmax = float(torch.linalg.eigvalsh(H)[-1])
-    by_l2, by_abs = db * lmax, float(H.abs().sum())
-    return (by_l2, "sum_dbLb") if by_l2 <= by_abs else (by_abs, "abs_sum")
+    from heterosim.precondition import linf_upper
+    value, kind = linf_upper(H.numpy(), max_exact_dim=_EXACT_LINF_MAX_BLOCK)
+    return value, ("sum_dbLb" if kind == "d_L2" else kind)
 
 
 class BlockQuadratic(Problem):
@@ -94,6 +91,8 @@ class BlockQuadratic(Problem):
             self.block_hessians = [(Q * s) @ Q.T for Q, s in zip(bases, spectra)]
         self._diag = torch.cat(spectra) if self.diagonal else None
         sizes = self.blocks.sizes
+        # small problems: one dense matmul beats a batched block product (fewer kernel launches)
+        self._dense = self.hessian() if (not self.diagonal and self.d <= _DENSE_MAX_D) else None
         self._stacked = torch.stack(self.block_hessians) if len(set(sizes)) == 1 and not self.diagonal else None
         self.L_blocks = torch.stack([s.max() for s in spectra])
         self.mu_blocks = torch.stack([s.min() for s in spectra])
@@ -120,7 +119,8 @@ class BlockQuadratic(Problem):
             spectra: one sequence of eigenvalues per block; all must be > 0 (H is PD).
             rotate: Haar-random Q_b (seeded) if True, else Q_b = I (axis-aligned).
             seed: seeds the rotations.
-            x_star: the minimiser (d,), default zeros. f_star: the minimum value.
+            x_star: the minimiser (d,); default N(0, I_d) drawn from ``seed`` (not 0, so that
+                weight decay or sign rules gain nothing from the origin). f_star: the minimum value.
             init_scale: per-block multiplier of the initial error (scalar or (n,)), default 1.
             init_target: "error": ||e_b|| scales with init_scale_b (e_b = Q_b diag(c) ...);
                 "grad": e_b is rescaled so that ||H_b e_b||_2 = init_scale_b exactly.
@@ -157,8 +157,8 @@ class BlockQuadratic(Problem):
                 bases = [Q] * n
             else:
                 bases = [haar_orthogonal(len(s), g) for s in spec]
-        if x_star is None:
-            x_star = torch.zeros(d, dtype=DTYPE)
+        if x_star is None:  # a seeded minimiser away from 0, so that weight decay is no accidental help
+            x_star = torch.randn(d, generator=torch.Generator().manual_seed(int(seed) + 31337), dtype=DTYPE)
         else:
             x_star = torch.as_tensor(x_star, dtype=DTYPE).flatten()
             if x_star.numel() != d:
@@ -173,6 +173,8 @@ class BlockQuadratic(Problem):
         """H E^T row-wise: (B, d) -> (B, d)."""
         if self.diagonal:
             return E * self._diag.to(E.device)
+        if self._dense is not None:
+            return E @ self._dense.to(E.device)
         if self._stacked is not None:
             n, db = self.blocks.n, self.blocks.sizes[0]
             Eb = E.reshape(E.shape[0], n, db).transpose(0, 1)  # (n, B, db)
@@ -193,7 +195,7 @@ class BlockQuadratic(Problem):
         X = check_batch(self, X)
         E = X - self.x_star.to(X.device)
         G = self._apply_H(E)
-        return 0.5 * (E * G).sum(1) + self.f_star, G
+        return torch.add(self.f_star, torch.linalg.vecdot(E, G), alpha=0.5), G
 
     def loss(self, X):
         return self.loss_and_grad(X)[0]
@@ -408,6 +410,7 @@ def kunstner_diag(n_classes: int = 16, h: int = 4, alpha: float = 1.0, freqs=Non
             raise ValueError(f"freqs needs {C} positive class frequencies; got {pi.tolist()}")
     return BlockQuadratic.from_spectra(
         [torch.full((h,), float(p), dtype=DTYPE) for p in pi], rotate=False, name="kunstner_diag",
+        x_star=torch.zeros(C * h, dtype=DTYPE),
         knobs=dict(n_classes=C, h=h, alpha=alpha), block_names=[f"class{k}" for k in range(C)])
 
 
