@@ -11,7 +11,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"problems", "optimizers", "engine", "bounds", "measures", "precondition",
-               "sweep", "plots", "bridge", "testing", "blocks", "cli", "provenance"}
+               "sweep", "plots", "bridge", "testing", "blocks", "cli", "provenance", "verify", "demo",
+               "studies"}
 
 
 def __getattr__(name):

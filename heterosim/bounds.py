@@ -873,7 +873,10 @@ def heavy_ball_quadratic_rate(*, L, mu, eps=None, initial=1.0) -> Bound:
     with asymptotic rate (sqrt kappa - 1)/(sqrt kappa + 1): ||x_t - x*||^{1/t} -> r.
     (torch.optim.SGD with momentum=beta and lr=eta runs the same iterates.) Only
     asymptotic: at the spectrum's ends the 2x2 iteration matrix has a double eigenvalue
-    r, so ||x_t - x*|| <= c (1 + t) r^t and no constant-free r^t bound holds.
+    r, so ||x_t - x*|| <= c (1 + t) r^t and no constant-free r^t bound holds. Exactly, with
+    torch's first step x_1 = x_0 - eta g_0: an error along the eigenvector of mu obeys
+    ||x_t - x*|| = (1 + 2t/(sqrt(kappa) + 1)) r^t ||x_0 - x*||, one along that of L
+    (1 + 2 sqrt(kappa) t/(sqrt(kappa) + 1)) r^t ||x_0 - x*|| (``heterosim verify`` checks both).
 
     Assumptions: H symmetric, spectrum in [mu, L], mu > 0.
     Reference: Polyak (1964), *Some methods of speeding up the convergence of iteration
