@@ -24,11 +24,12 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _delegate(module):
-    def call(args):
-        import importlib
-        return importlib.import_module(module).cli_main(args.rest)
-    return call
+DELEGATED = {
+    "sweep": ("heterosim.sweep", "run an experiment script's grid as a cached, resumable sweep"),
+    "plot": ("heterosim.plots", "draw a study's figures from its stored results"),
+    "verify": ("heterosim.verify", "check every bound against measured iterations; exits 1 on a violation"),
+    "bridge": ("heterosim.bridge.cli", "transformer fine-tuning with the same optimizers and monitors"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,21 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the registered problems and optimizers")
     ls.set_defaults(func=_cmd_list)
 
-    # subcommands whose parser lives with their module: heterosim.<module>.cli_main(argv)
-    for command, module, text in (
-            ("sweep", "heterosim.sweep", "run an experiment script's grid as a cached, resumable sweep"),
-            ("plot", "heterosim.plots", "draw a study's figures from its stored results"),
-            ("verify", "heterosim.verify", "check every bound against measured iterations; exits 1 on a violation"),
-            ("bridge", "heterosim.bridge.cli", "transformer fine-tuning with the same optimizers and monitors")):
-        if importlib.util.find_spec(module) is None:
-            continue
-        b = sub.add_parser(command, help=text, add_help=False)
-        b.add_argument("rest", nargs=argparse.REMAINDER)
-        b.set_defaults(func=_delegate(module))
+    # subcommands whose parser lives with their module (heterosim.<module>.cli_main(argv));
+    # listed here for --help, dispatched directly by main()
+    for command, (module, text) in DELEGATED.items():
+        if importlib.util.find_spec(module) is not None:
+            sub.add_parser(command, help=text, add_help=False)
     return p
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED and importlib.util.find_spec(DELEGATED[argv[0]][0]) is not None:
+        import importlib as _il
+        return int(_il.import_module(DELEGATED[argv[0]][0]).cli_main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -18,6 +18,18 @@ eps, weight_decay, alpha, lr_decay, initial_accumulator_value, centered) and
 where torch.optim has the rule the arithmetic follows it operation for operation,
 so the two agree to rounding in float64 (tests/test_optimizers.py).
 
+Every registered rule also carries ``update_``, an in-place twin for the engine's
+fast path: ``new_state = opt.update_(g, state, x, lr, blocks, out, tmp)`` writes
+``out = x + step``, updates the state's tensors in place and uses ``tmp`` (shaped
+like x) as scratch; it never writes ``g`` or ``x`` (and ``out`` and ``tmp`` must not
+overlap them). It does the arithmetic of
+``update`` in fewer passes over memory, so the two agree to rounding, and
+tests/test_engine_fast.py pins one to the other, state included. Users call
+``update``; only buffers the engine owns go through ``update_``. Rules whose step
+commutes with block rotations (``equivariant=True``: for a block-diagonal
+orthogonal Q, the rule maps (Q g, Q state, Q x) to Q step) may be run by the
+engine in a quadratic's eigenbasis.
+
 Registry: :func:`make` ``(name, **hyper)`` and :func:`names`.
 """
 from __future__ import annotations
@@ -25,8 +37,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
+import numpy as np
 import torch
 
+from heterosim import _native
 from heterosim.blocks import Blocks
 
 __all__ = ["Optimizer", "make", "for_problem", "names", "register", "RuleOptimizer", "validate_lr"]
@@ -38,12 +52,19 @@ _TINY = 1e-300  # guards 0/0 in normalised steps: a zero gradient gives a zero s
 @dataclass(frozen=True)
 class Optimizer:
     """A pure optimizer rule: ``init(x, blocks) -> state`` and
-    ``update(g, state, x, lr, blocks) -> (step, new_state)``."""
+    ``update(g, state, x, lr, blocks) -> (step, new_state)``.
+
+    ``update_`` (optional) is the rule's in-place twin for buffers the engine owns:
+    ``update_(g, state, x, lr, blocks, out, tmp) -> new_state`` writes ``out = x + step``
+    and mutates the state's tensors (module doc). ``equivariant`` declares that the step
+    commutes with block-diagonal rotations, so a quadratic may be run in its eigenbasis."""
 
     name: str
     init: Callable[[Tensor, Blocks], Any]
     update: Callable[..., tuple[Tensor, Any]]
     hyper: Mapping[str, Any] = field(default_factory=dict)
+    update_: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    equivariant: bool = False
 
     def __repr__(self) -> str:
         h = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items() if k != "L")
@@ -140,6 +161,70 @@ def _decay(g, x, weight_decay):
 
 
 # --------------------------------------------------------------------------
+# helpers of the in-place twins (``update_``): each writes into a buffer it is given
+# --------------------------------------------------------------------------
+def _decay_into(tmp, g, x, weight_decay):
+    """g + wd * x written into ``tmp`` (g itself when wd = 0: nothing is written)."""
+    return torch.add(g, x, alpha=weight_decay, out=tmp) if weight_decay else g
+
+
+def _axpy(out, x, a, y):
+    """out <- x + a * y, with ``a`` a float or a per-row (B, 1) tensor: the last pass of every rule."""
+    if isinstance(a, Tensor):
+        return torch.addcmul(x, y, a, out=out)
+    return torch.add(x, y, alpha=a, out=out)
+
+
+def _sqrt_into(out, v):
+    """out <- sqrt(v), elementwise. IEEE sqrt is correctly rounded, so numpy and torch give the
+    same bits; on CPU numpy's kernel is the faster one (about 2x for float64 on AVX2 machines),
+    and it runs wherever the memory is plain contiguous CPU memory."""
+    if (out.device.type == "cpu" and v.device.type == "cpu" and out.dtype == v.dtype
+            and out.dtype in (torch.float64, torch.float32) and out.is_contiguous() and v.is_contiguous()
+            and not out.requires_grad and not v.requires_grad):
+        np.sqrt(v.numpy(), out=out.numpy())
+        return out
+    return torch.sqrt(v, out=out)
+
+
+def _kernels(lr, *tensors):
+    """The fused C kernels of :mod:`heterosim._native` when they apply: all buffers CPU float64,
+    contiguous, of one (R, d) shape, lr a float or R values. None otherwise (torch path)."""
+    k = _native.lib()
+    if k is None or tensors[0].dim() != 2 or not _native.usable(*tensors):
+        return None
+    shape = tensors[0].shape
+    if any(t.shape != shape for t in tensors):
+        return None
+    if isinstance(lr, Tensor) and (lr.numel() != shape[0] or not _native.usable(lr)):
+        return None
+    return k
+
+
+def _lr_rows(lr):
+    """The learning rates as a kernel reads them: (tensor holding them, stride between rows);
+    a float is one value read by every row (stride 0). Keep the tensor alive over the call."""
+    if isinstance(lr, Tensor):
+        return lr, 1
+    return torch.tensor([float(lr)], dtype=torch.float64), 0
+
+
+def _scratch(tmp, taken):
+    """``tmp`` unless it already holds a live value (``taken``); then a fresh buffer."""
+    return torch.empty_like(tmp) if taken is tmp else tmp
+
+
+def _blockwise(op, out, v, per_block, blocks):
+    """out <- op(v, per_block expanded to coordinates): per-block scaling without building the
+    expanded (B, d) tensor when the blocks are contiguous and of equal size."""
+    if blocks._equal_contiguous and v.is_contiguous() and out.is_contiguous():
+        shape = (*v.shape[:-1], blocks.n, blocks.sizes[0])
+        op(v.view(shape), per_block.unsqueeze(-1), out=out.view(shape))
+        return out
+    return op(v, blocks.expand(per_block), out=out)
+
+
+# --------------------------------------------------------------------------
 # states
 # --------------------------------------------------------------------------
 class CountState(NamedTuple):
@@ -206,8 +291,31 @@ def _sgd(name, lr_default_momentum):
             d = g + mu * buf if nesterov else buf
             return -lr * d, MomentumState(state.count + 1, buf)
 
+        def update_(g, state, x, lr, blocks, out, tmp):
+            bufs = (state.buf,) if mu else ()
+            k = _kernels(lr, g, x, out, *bufs)
+            if k is not None:
+                R, d = x.shape
+                lrt, ls = _lr_rows(lr)  # held: the kernel reads its memory
+                _native.rows(k.sgd_step, R, R * d, d, x.data_ptr(), g.data_ptr(), state.buf.data_ptr() if mu else None,
+                             out.data_ptr(), lrt.data_ptr(), ls, mu, 1 - tau, int(nesterov), wd, int(state.count == 0))
+                return MomentumState(state.count + 1, state.buf) if mu else CountState(state.count + 1)
+            g = _decay_into(tmp, g, x, wd)
+            if not mu:
+                _axpy(out, x, -lr, g)
+                return CountState(state.count + 1)
+            buf = state.buf
+            if state.count == 0:
+                buf.copy_(g)
+            else:
+                buf.mul_(mu).add_(g, alpha=1 - tau)
+            d = torch.add(g, buf, alpha=mu, out=tmp) if nesterov else buf
+            _axpy(out, x, -lr, d)
+            return MomentumState(state.count + 1, buf)
+
         return Optimizer(name, init, update, dict(momentum=mu, dampening=tau, nesterov=bool(nesterov),
-                                                   weight_decay=wd) if mu or wd else {})
+                                                   weight_decay=wd) if mu or wd else {},
+                         update_=update_, equivariant=True)
     return factory
 
 
@@ -240,7 +348,13 @@ def blockwise_gd(L=None) -> Optimizer:
         inv = blocks.expand(1.0 / Lt.to(device=g.device, dtype=g.dtype))
         return -lr * g * inv, CountState(state.count + 1)
 
-    return Optimizer("blockwise_gd", init, update, dict(L=tuple(Lt.tolist())))
+    def update_(g, state, x, lr, blocks, out, tmp):
+        inv_L = (1.0 / Lt).to(device=g.device, dtype=g.dtype)
+        _axpy(out, x, -lr, _blockwise(torch.mul, tmp, g, inv_L.expand(*g.shape[:-1], -1), blocks))
+        return CountState(state.count + 1)
+
+    return Optimizer("blockwise_gd", init, update, dict(L=tuple(Lt.tolist())), update_=update_,
+                     equivariant=True)
 
 
 # --------------------------------------------------------------------------
@@ -258,7 +372,20 @@ def signsgd(weight_decay: float = 0.0) -> Optimizer:
     def update(g, state, x, lr, blocks):
         return -lr * (torch.sign(g) + wd * x if wd else torch.sign(g)), CountState(state.count + 1)
 
-    return Optimizer("signsgd", init, update, dict(weight_decay=wd) if wd else {})
+    def update_(g, state, x, lr, blocks, out, tmp):
+        k = _kernels(lr, g, x, out)
+        if k is not None:
+            lrt, ls = _lr_rows(lr)
+            _native.rows(k.sign_step, x.shape[0], x.numel(), x.shape[1], x.data_ptr(), g.data_ptr(), None,
+                         out.data_ptr(), lrt.data_ptr(), ls, 0, 0.0, wd)
+            return CountState(state.count + 1)
+        d = torch.sign(g, out=tmp)
+        if wd:
+            d.add_(x, alpha=wd)
+        _axpy(out, x, -lr, d)
+        return CountState(state.count + 1)
+
+    return Optimizer("signsgd", init, update, dict(weight_decay=wd) if wd else {}, update_=update_)
 
 
 @register("signum")
@@ -276,7 +403,22 @@ def signum(beta: float = 0.9, weight_decay: float = 0.0) -> Optimizer:
         d = torch.sign(m)
         return -lr * (d + wd * x if wd else d), MomentumState(state.count + 1, m)
 
-    return Optimizer("signum", init, update, dict(beta=b, weight_decay=wd) if wd else dict(beta=b))
+    def update_(g, state, x, lr, blocks, out, tmp):
+        k = _kernels(lr, g, x, out, state.buf)
+        if k is not None:
+            lrt, ls = _lr_rows(lr)
+            _native.rows(k.sign_step, x.shape[0], x.numel(), x.shape[1], x.data_ptr(), g.data_ptr(),
+                         state.buf.data_ptr(), out.data_ptr(), lrt.data_ptr(), ls, 1, b, wd)
+            return MomentumState(state.count + 1, state.buf)
+        m = state.buf.mul_(b).add_(g, alpha=1 - b)
+        d = torch.sign(m, out=tmp)
+        if wd:
+            d.add_(x, alpha=wd)
+        _axpy(out, x, -lr, d)
+        return MomentumState(state.count + 1, m)
+
+    return Optimizer("signum", init, update, dict(beta=b, weight_decay=wd) if wd else dict(beta=b),
+                     update_=update_)
 
 
 @register("sign_momentum")
@@ -293,7 +435,18 @@ def sign_momentum(beta: float = 0.9) -> Optimizer:
         m = b * state.buf + (1 - b) * torch.sign(g)
         return -lr * m, MomentumState(state.count + 1, m)
 
-    return Optimizer("sign_momentum", init, update, dict(beta=b))
+    def update_(g, state, x, lr, blocks, out, tmp):
+        k = _kernels(lr, g, x, out, state.buf)
+        if k is not None:
+            lrt, ls = _lr_rows(lr)
+            _native.rows(k.sign_step, x.shape[0], x.numel(), x.shape[1], x.data_ptr(), g.data_ptr(),
+                         state.buf.data_ptr(), out.data_ptr(), lrt.data_ptr(), ls, 2, b, 0.0)
+            return MomentumState(state.count + 1, state.buf)
+        m = state.buf.mul_(b).add_(torch.sign(g, out=tmp), alpha=1 - b)
+        _axpy(out, x, -lr, m)
+        return MomentumState(state.count + 1, m)
+
+    return Optimizer("sign_momentum", init, update, dict(beta=b), update_=update_)
 
 
 @register("steepest_linf")
@@ -313,7 +466,12 @@ def steepest_linf(Linf=None) -> Optimizer:
         scale = g.abs().sum(-1, keepdim=True) / Li
         return -lr * scale * torch.sign(g), CountState(state.count + 1)
 
-    return Optimizer("steepest_linf", init, update, dict(Linf=Li))
+    def update_(g, state, x, lr, blocks, out, tmp):
+        scale = torch.linalg.vector_norm(g, 1, dim=-1, keepdim=True) / Li
+        _axpy(out, x, -lr * scale, torch.sign(g, out=tmp))
+        return CountState(state.count + 1)
+
+    return Optimizer("steepest_linf", init, update, dict(Linf=Li), update_=update_)
 
 
 @register("normalized_gd")
@@ -326,7 +484,12 @@ def normalized_gd() -> Optimizer:
         n = torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(_TINY)
         return -lr * g / n, CountState(state.count + 1)
 
-    return Optimizer("normalized_gd", init, update, {})
+    def update_(g, state, x, lr, blocks, out, tmp):
+        n = torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(_TINY)
+        _axpy(out, x, -lr / n, g)
+        return CountState(state.count + 1)
+
+    return Optimizer("normalized_gd", init, update, {}, update_=update_, equivariant=True)
 
 
 @register("block_normalized_gd")
@@ -340,7 +503,11 @@ def block_normalized_gd() -> Optimizer:
         n = blocks.expand(blocks.norms(g)).clamp_min(_TINY)
         return -lr * g / n, CountState(state.count + 1)
 
-    return Optimizer("block_normalized_gd", init, update, {})
+    def update_(g, state, x, lr, blocks, out, tmp):
+        _axpy(out, x, -lr, _blockwise(torch.div, tmp, g, blocks.norms(g).clamp_min(_TINY), blocks))
+        return CountState(state.count + 1)
+
+    return Optimizer("block_normalized_gd", init, update, {}, update_=update_, equivariant=True)
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +550,29 @@ def _adam(name, decoupled):
                 step = step - lr * wd * x
             return step, AdamState(t, m, v)
 
-        return Optimizer(name, init, update, dict(betas=(b1, b2), eps=e, weight_decay=wd))
+        def update_(g, state, x, lr, blocks, out, tmp):
+            # m / (sqrt(v)/c + eps) = c m / (sqrt(v) + c eps), c = sqrt(1 - beta2^t): one pass fewer
+            t = state.count + 1
+            c = (1 - b2 ** t) ** 0.5
+            k = _kernels(lr, g, x, out, state.exp_avg, state.exp_avg_sq)
+            if k is not None:
+                R, d = x.shape
+                lrt, ls = _lr_rows(lr)  # held: the kernel reads its memory
+                _native.rows(k.adam_step, R, R * d, d, x.data_ptr(), g.data_ptr(), state.exp_avg.data_ptr(),
+                             state.exp_avg_sq.data_ptr(), out.data_ptr(), lrt.data_ptr(), ls, -c / (1 - b1 ** t),
+                             -wd if decoupled else 0.0, 1 - b1, b2, 1 - b2, e * c, 0.0 if decoupled else wd)
+                return AdamState(t, state.exp_avg, state.exp_avg_sq)
+            if not decoupled:
+                g = _decay_into(tmp, g, x, wd)
+            m = state.exp_avg.lerp_(g, 1 - b1)
+            v = state.exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+            den = _sqrt_into(tmp, v).add_(e * c)
+            _axpy(out, x, lr * (-c / (1 - b1 ** t)), torch.div(m, den, out=den))
+            if decoupled and wd:
+                _axpy(out, out, -lr * wd, x)
+            return AdamState(t, m, v)
+
+        return Optimizer(name, init, update, dict(betas=(b1, b2), eps=e, weight_decay=wd), update_=update_)
     return factory
 
 
@@ -418,7 +607,18 @@ def block_adam(betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0)
         direction, bc1 = _adam_direction(m, blocks.expand(v), t, b1, b2, e)
         return -(lr / bc1) * direction, AdamState(t, m, v)
 
-    return Optimizer("block_adam", init, update, dict(betas=(b1, b2), eps=e, weight_decay=wd))
+    def update_(g, state, x, lr, blocks, out, tmp):
+        g = _decay_into(tmp, g, x, wd)
+        t = state.count + 1
+        m = state.exp_avg.lerp_(g, 1 - b1)
+        v = state.exp_avg_sq.mul_(b2).add_(blocks.mean(torch.mul(g, g, out=tmp)), alpha=1 - b2)
+        c = (1 - b2 ** t) ** 0.5
+        den = v.sqrt().add_(e * c)  # (B, n): c times the per-block denominator
+        _axpy(out, x, -lr * (c / (1 - b1 ** t)), _blockwise(torch.div, tmp, m, den, blocks))
+        return AdamState(t, m, v)
+
+    return Optimizer("block_adam", init, update, dict(betas=(b1, b2), eps=e, weight_decay=wd),
+                     update_=update_, equivariant=True)
 
 
 @register("adam_fixed_precond")
@@ -436,7 +636,13 @@ def adam_fixed_precond(eps: float = 0.0) -> Optimizer:
         v0 = g * g if state.count == 0 else state.v0
         return -lr * g / (v0.sqrt() + e), PrecondState(state.count + 1, v0)
 
-    return Optimizer("adam_fixed_precond", init, update, dict(eps=e))
+    def update_(g, state, x, lr, blocks, out, tmp):
+        v0 = torch.mul(g, g, out=state.v0) if state.count == 0 else state.v0
+        den = _sqrt_into(tmp, v0).add_(e)
+        _axpy(out, x, -lr, torch.div(g, den, out=den))
+        return PrecondState(state.count + 1, v0)
+
+    return Optimizer("adam_fixed_precond", init, update, dict(eps=e), update_=update_)
 
 
 @register("rmsprop")
@@ -469,8 +675,26 @@ def rmsprop(alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0, m
             return -lr * buf, RMSpropState(state.count + 1, sq, gavg, buf)
         return -lr * (g / avg), RMSpropState(state.count + 1, sq, gavg, None)
 
+    def update_(g, state, x, lr, blocks, out, tmp):
+        g = _decay_into(tmp, g, x, wd)
+        sq = state.square_avg.mul_(a).addcmul_(g, g, value=1 - a)
+        avg = _scratch(tmp, g)
+        gavg = None
+        if centered:
+            gavg = state.grad_avg.lerp_(g, 1 - a)
+            _sqrt_into(avg, torch.addcmul(sq, gavg, gavg, value=-1, out=avg))
+        else:
+            _sqrt_into(avg, sq)
+        q = torch.div(g, avg.add_(e), out=avg)
+        if mu:
+            buf = state.momentum_buffer.mul_(mu).add_(q)
+            _axpy(out, x, -lr, buf)
+            return RMSpropState(state.count + 1, sq, gavg, buf)
+        _axpy(out, x, -lr, q)
+        return RMSpropState(state.count + 1, sq, gavg, None)
+
     return Optimizer("rmsprop", init, update, dict(alpha=a, eps=e, weight_decay=wd, momentum=mu,
-                                                    centered=bool(centered)))
+                                                    centered=bool(centered)), update_=update_)
 
 
 @register("adagrad")
@@ -493,8 +717,17 @@ def adagrad(lr_decay: float = 0.0, weight_decay: float = 0.0, initial_accumulato
         s = state.sum + g * g
         return -clr * (g / (s.sqrt() + e)), AdagradState(t, s)
 
+    def update_(g, state, x, lr, blocks, out, tmp):
+        g = _decay_into(tmp, g, x, wd)
+        t = state.count + 1
+        clr = lr / (1 + (t - 1) * dec)
+        s = state.sum.addcmul_(g, g)
+        den = _sqrt_into(_scratch(tmp, g), s).add_(e)
+        _axpy(out, x, -clr, torch.div(g, den, out=den))
+        return AdagradState(t, s)
+
     return Optimizer("adagrad", init, update, dict(lr_decay=dec, weight_decay=wd,
-                                                    initial_accumulator_value=acc, eps=e))
+                                                    initial_accumulator_value=acc, eps=e), update_=update_)
 
 
 # --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import torch
 
+from heterosim import _native
 from heterosim.blocks import Blocks
 from heterosim.problems import register
 from heterosim.problems.base import Problem, check_batch
@@ -94,6 +95,7 @@ class BlockQuadratic(Problem):
         # small problems: one dense matmul beats a batched block product (fewer kernel launches)
         self._dense = self.hessian() if (not self.diagonal and self.d <= _DENSE_MAX_D) else None
         self._stacked = torch.stack(self.block_hessians) if len(set(sizes)) == 1 and not self.diagonal else None
+        self._frames = {}  # (transpose, device) -> block matrices of the eigenbasis, built on first use
         self.L_blocks = torch.stack([s.max() for s in spectra])
         self.mu_blocks = torch.stack([s.min() for s in spectra])
         self.L2 = float(self.L_blocks.max())
@@ -169,23 +171,84 @@ class BlockQuadratic(Problem):
                    name=name, knobs=knobs, block_names=block_names)
 
     # ---------------------------------------------------------------- oracles
-    def _apply_H(self, E: torch.Tensor) -> torch.Tensor:
-        """H E^T row-wise: (B, d) -> (B, d)."""
-        if self.diagonal:
-            return E * self._diag.to(E.device)
-        if self._dense is not None:
-            return E @ self._dense.to(E.device)
-        if self._stacked is not None:
+    def _block_matmul_into(self, E: torch.Tensor, out: torch.Tensor, dense, stacked, mats) -> torch.Tensor:
+        """out <- E M row-wise for the block-diagonal M = blockdiag(mats) (M dense when given,
+        ``stacked`` = the (n, d_b, d_b) stack when the blocks have equal size): one matmul, one
+        batched matmul over the blocks reading E and writing ``out`` in place, or one per block."""
+        if dense is not None:
+            return torch.mm(E, dense.to(E.device), out=out)
+        if stacked is not None:
             n, db = self.blocks.n, self.blocks.sizes[0]
-            Eb = E.reshape(E.shape[0], n, db).transpose(0, 1)  # (n, B, db)
-            return torch.matmul(Eb, self._stacked.to(E.device)).transpose(0, 1).reshape(E.shape)
-        out = torch.empty_like(E)
+            E = E if E.is_contiguous() else E.contiguous()
+            lhs = E.view(E.shape[0], n, db).transpose(0, 1)          # (n, B, db), a strided view
+            if out.is_contiguous():
+                torch.bmm(lhs, stacked.to(E.device), out=out.view(E.shape[0], n, db).transpose(0, 1))
+            else:
+                out.copy_(torch.bmm(lhs, stacked.to(E.device)).transpose(0, 1).reshape(E.shape))
+            return out
         start = 0
-        for H in self.block_hessians:
-            stop = start + H.shape[0]
-            out[:, start:stop] = E[:, start:stop] @ H.to(E.device)
+        for M in mats:
+            stop = start + M.shape[0]
+            out[:, start:stop] = E[:, start:stop] @ M.to(E.device)
             start = stop
         return out
+
+    def _apply_H_into(self, E: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out <- H E^T row-wise, (B, d) into a (B, d) buffer (the matvec of every oracle)."""
+        if self.diagonal:
+            return torch.mul(E, self._diag.to(E.device), out=out)
+        return self._block_matmul_into(E, out, self._dense, self._stacked, self.block_hessians)
+
+    def _apply_H(self, E: torch.Tensor) -> torch.Tensor:
+        """H E^T row-wise: (B, d) -> (B, d); differentiable when E requires a gradient."""
+        if not E.requires_grad:
+            return self._apply_H_into(E, torch.empty_like(E))
+        dev = E.device  # out= products do not record gradients: the same products, out of place
+        if self.diagonal:
+            return E * self._diag.to(dev)
+        if self._dense is not None:
+            return E @ self._dense.to(dev)
+        if self._stacked is not None:
+            n, db = self.blocks.n, self.blocks.sizes[0]
+            Eb = E.reshape(E.shape[0], n, db).transpose(0, 1)
+            return torch.matmul(Eb, self._stacked.to(dev)).transpose(0, 1).reshape(E.shape)
+        parts, start = [], 0
+        for H in self.block_hessians:
+            parts.append(E[:, start:start + H.shape[0]] @ H.to(dev))
+            start += H.shape[0]
+        return torch.cat(parts, dim=1)
+
+    def loss_and_grad_into(self, X: torch.Tensor, G: torch.Tensor, E: torch.Tensor,
+                           W: torch.Tensor | None = None, g_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`loss_and_grad` into caller-owned (B, d) buffers: G <- H (X - x*) row-wise; returns
+        f = f* + (X - x*).G / 2 (B,). E and W are scratch (their content is unspecified). The
+        engine's fast path: nothing is allocated, and with W, equal-size rotated blocks are
+        multiplied in block-major layout (n, B, d_b), where the batched matmul reads and writes
+        contiguous matrices. The same arithmetic as :meth:`loss_and_grad`. X has the problem's dtype.
+        ``g_sqnorm`` (B,), if given, receives ||G_r||^2 (summed while G is written, where fused)."""
+        xs = self.x_star.to(X.device)
+        if W is None or self._stacked is None or self._dense is not None:
+            torch.sub(X, xs, out=E)
+            self._apply_H_into(E, G)
+            if g_sqnorm is not None:
+                torch.linalg.vecdot(G, G, out=g_sqnorm)
+            return torch.linalg.vecdot(E, G).mul_(0.5).add_(self.f_star)
+        B, n, db = X.shape[0], self.blocks.n, self.blocks.sizes[0]
+        Eb, Wb = E.view(n, B, db), W.view(n, B, db)
+        k = _native.lib()
+        if k is not None and _native.usable(X, G, E, W, xs) and (g_sqnorm is None or _native.usable(g_sqnorm)):
+            f = X.new_empty(B)  # the two shuffles as fused C loops
+            _native.rows(k.error_block_major, B, X.numel(), B, n, db, X.data_ptr(), xs.data_ptr(), E.data_ptr())
+            torch.bmm(Eb, self._stacked.to(X.device), out=Wb)
+            _native.rows(k.gather_grad_loss, B, X.numel(), B, n, db, E.data_ptr(), W.data_ptr(), G.data_ptr(),
+                         f.data_ptr(), g_sqnorm.data_ptr() if g_sqnorm is not None else None, self.f_star)
+            return f
+        torch.sub(X.view(B, n, db).transpose(0, 1), xs.view(n, 1, db), out=Eb)
+        torch.bmm(Eb, self._stacked.to(X.device), out=Wb)
+        G.view(B, n, db).copy_(Wb.transpose(0, 1))
+        if g_sqnorm is not None:
+            torch.linalg.vecdot(G, G, out=g_sqnorm)
+        return torch.mul(Eb, Wb, out=Wb).sum((0, 2)).mul_(0.5).add_(self.f_star)
 
     def hvp(self, X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """H V row-wise (the Hessian does not depend on X)."""
@@ -230,6 +293,30 @@ class BlockQuadratic(Problem):
         if self.diagonal:
             return torch.eye(self.d, dtype=DTYPE)
         return torch.block_diag(*self.bases)
+
+    def _frame(self, transpose: bool, device):
+        key = (transpose, str(device))
+        if key not in self._frames:
+            mats = [(Q.T if transpose else Q).contiguous().to(device) for Q in self.bases]
+            dense = torch.block_diag(*mats) if self.d <= _DENSE_MAX_D else None
+            stacked = torch.stack(mats) if len(set(self.blocks.sizes)) == 1 else None
+            self._frames[key] = (dense, stacked, mats)
+        return self._frames[key]
+
+    def to_eigenbasis(self, X: torch.Tensor) -> torch.Tensor:
+        """Eigen-coordinates y = V^T x of each row of X (B, d): y_b = Q_b^T x_b, block by block.
+        In them H is diag(spectrum): f = f* + 1/2 sum_i lambda_i (y_i - y*_i)^2."""
+        X = check_batch(self, X)
+        if self.diagonal:
+            return X.clone()
+        return self._block_matmul_into(X, torch.empty_like(X), *self._frame(False, X.device))
+
+    def from_eigenbasis(self, Y: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_eigenbasis`: x = V y row-wise."""
+        Y = check_batch(self, Y)
+        if self.diagonal:
+            return Y.clone()
+        return self._block_matmul_into(Y, torch.empty_like(Y), *self._frame(True, Y.device))
 
     # ---------------------------------------------------------- initial point
     def initial_point(self, seed: int = 0) -> torch.Tensor:

@@ -1,0 +1,14 @@
+"""C5: SignGD's tuned learning rate against d (axis-aligned and rotated), eps/L_inf dashed.
+
+Reads results/c5_sign_lr/ (run `heterosim sweep experiments/c5_sign_lr.py` first), writes
+paper_figs/out/c5_sign_lr.png and .pdf, and prints the claim's verdict with its statistic.
+
+    python paper_figs/c5_sign_lr.py [--root results] [--out paper_figs/out] [--quick]
+"""
+import sys
+from pathlib import Path
+
+from heterosim.plots import figure_script
+
+if __name__ == "__main__":
+    sys.exit(figure_script("c5_sign_lr", Path(__file__).resolve().parent / "out"))

@@ -1,0 +1,249 @@
+"""The engine's fast path pinned to the plain reference path (STYLE 4: every fast path has a
+slow twin that it must match, state included).
+
+- every registered rule's in-place twin ``update_`` equals its pure ``update`` step by step
+  (the fused C kernels on, and off), without touching its inputs;
+- ``run(fast=True)`` equals ``run(fast=False)`` for every rule on quadratics of each matvec kind
+  (stacked blocks, unequal blocks, axis-aligned) and on softmax regression: curves, final
+  iterates, final state, T(eps) and divergence;
+- the eigenbasis path for rotation-equivariant rules equals the plain path and GD's closed form;
+- chunking (forced small), per-chunk early exit with resumption, ``stop_when`` and the
+  stochastic oracle change nothing.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import heterosim as hs
+from heterosim import _native
+from heterosim.engine import _EigenFrame
+from heterosim.problems.quadratic import BlockQuadratic
+
+# hyperparameter variants beyond the defaults, so that every branch of every twin runs
+VARIANTS = {
+    "adam": [dict(weight_decay=0.1), dict(betas=(0.3, 0.9))],
+    "adamw": [dict(weight_decay=0.2)],
+    "rmsprop": [dict(momentum=0.5, centered=True, weight_decay=0.01), dict(centered=True), dict(momentum=0.3)],
+    "adagrad": [dict(weight_decay=0.1, lr_decay=0.01)],
+    "nesterov": [dict(weight_decay=0.01)],
+    "sgd": [dict(weight_decay=0.05)],
+    "sgd_momentum": [dict(dampening=0.3, weight_decay=0.01)],
+    "signsgd": [dict(weight_decay=0.1)],
+    "signum": [dict(weight_decay=0.1)],
+    "block_adam": [dict(weight_decay=0.1)],
+    "adam_fixed_precond": [dict(eps=1e-3)],
+}
+CASES = [(name, h) for name in hs.optimizers.names() for h in [{}] + VARIANTS.get(name, [])]
+LRS = [1e-3, 3e-3, 1e-2]
+
+
+def _problem():
+    return hs.problems.make("block_scale", spread=2.0, n_blocks=4, block_size=8, seed=3)
+
+
+def _copy(state):
+    return type(state)(*(f.clone() if isinstance(f, torch.Tensor) else f for f in state))
+
+
+def _assert_state_close(a, b, rtol=1e-13, rows=None):
+    assert type(a) is type(b)
+    for fa, fb in zip(a, b):
+        if isinstance(fa, torch.Tensor):
+            fa, fb = (fa, fb) if rows is None else (fa[rows], fb[rows])
+            scale = max(float(fa.abs().max()), 1e-300)
+            assert float((fa - fb).abs().max()) <= rtol * scale
+        else:
+            assert fa == fb
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["kernels", "torch"])
+@pytest.mark.parametrize("name,hyper", CASES, ids=[f"{n}-{i}" for n, h in
+                                                   ((n, h) for n, h in CASES) for i in [str(sorted(h))]])
+def test_update_inplace_equals_pure_update(name, hyper, native):
+    """From the same (g, state, x), update_ writes x + step and the same new state as update,
+    for 40 steps along a trajectory, and leaves g and x untouched."""
+    p = _problem()
+    opt = hs.optimizers.for_problem(name, p, **hyper)
+    assert opt.update_ is not None
+    x = p.initial_points([0, 1, 2])
+    lr = torch.tensor(LRS, dtype=torch.float64).unsqueeze(1)
+    state = opt.init(x, p.blocks)
+    out, tmp = torch.empty_like(x), torch.empty_like(x)
+    ctx = _native.disabled() if not native else torch.no_grad()
+    with ctx:
+        for _ in range(40):
+            g = p.grad(x)
+            g_copy, x_copy = g.clone(), x.clone()
+            step, new = opt.update(g, state, x, lr, p.blocks)
+            twin = opt.update_(g, _copy(state), x, lr, p.blocks, out, tmp)
+            assert torch.equal(g, g_copy) and torch.equal(x, x_copy)
+            ref = x + step
+            assert float((out - ref).abs().max()) <= 1e-14 * float(ref.abs().max())
+            _assert_state_close(new, twin)
+            x, state = ref, new
+
+
+def test_fused_kernels_equal_the_torch_twins():
+    """The C kernels and the torch twins take the same steps, to one rounding (torch's vector
+    kernels may fuse a multiply-add that the C code, compiled without contraction, rounds twice)."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built (the torch twins are tested above)")
+    p = _problem()
+    x = p.initial_points([0, 1, 2])
+    g = p.grad(x)
+    lr = torch.tensor(LRS, dtype=torch.float64).unsqueeze(1)
+    for name, hyper in CASES:
+        opt = hs.optimizers.for_problem(name, p, **hyper)
+        s0 = opt.update(g, opt.init(x, p.blocks), x, lr, p.blocks)[1]  # a state with history
+        outs = []
+        for ctx in (torch.no_grad(), _native.disabled()):
+            out, tmp = torch.empty_like(x), torch.empty_like(x)
+            with ctx:
+                st = opt.update_(g, _copy(s0), x, lr, p.blocks, out, tmp)
+            outs.append((out, st))
+        (a, sa), (b, sb) = outs
+        assert float((a - b).abs().max()) <= 1e-15 * float(a.abs().max()), name
+        _assert_state_close(sa, sb, rtol=1e-15)
+
+
+def _problems():
+    return {
+        "stacked": hs.problems.make("block_scale", spread=1.5, n_blocks=8, block_size=20, seed=1),  # d = 160
+        "unequal": BlockQuadratic.from_spectra([[1.0, 3.0, 9.0], [2.0, 50.0], [0.5, 4.0, 8.0, 20.0]], seed=4),
+        "diagonal": hs.problems.make("kunstner_diag", n_classes=6, h=3),
+        "softmax": hs.problems.make("softmax", n=48, p=5, C=3, seed=2),
+    }
+
+
+PROBLEMS = _problems()
+
+
+def _compare(a, b, rtol=1e-10):
+    """fast vs plain: everything recorded, the final iterate and state (of the live rows),
+    the target's hits and the divergence flags."""
+    assert a.steps_run == b.steps_run
+    np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+    for m in a.curves:
+        x, y = a.curves[m], b.curves[m]
+        np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
+        scale = np.nanmax(np.abs(x[..., :1])) if np.isfinite(x).any() else 1.0
+        np.testing.assert_allclose(np.nan_to_num(y), np.nan_to_num(x), rtol=rtol, atol=rtol * scale)
+    scale = float(a.x_final.abs().max())
+    assert float((a.x_final - b.x_final).abs().max()) <= rtol * scale
+    live = torch.from_numpy(~a.diverged)
+    if live.any():
+        _assert_state_close(a.state, b.state, rtol=rtol, rows=live)
+    for key in a.hits:
+        np.testing.assert_array_equal(a.hits[key], b.hits[key])
+
+
+@pytest.mark.parametrize("pname", sorted(PROBLEMS))
+@pytest.mark.parametrize("name", hs.optimizers.names())
+def test_fast_run_equals_plain_run(name, pname):
+    """Every registered rule, every matvec kind: the fast path is the plain path, to rounding."""
+    p = PROBLEMS[pname]
+    opt = hs.optimizers.for_problem(name, p)
+    record = "loss,grad_l2,grad_l1,blocks" + (",dist,subopt" if pname != "softmax" else "")
+    kw = dict(steps=40, record=record, target=("grad_l2", 0.3, True), stop_early=False)
+    a = hs.engine.run(p, opt, LRS, [0, 1], fast=False, **kw)
+    b = hs.engine.run(p, opt, LRS, [0, 1], fast=True, **kw)
+    _compare(a, b)
+
+
+def test_equivariant_rules_run_in_the_eigenbasis_exactly():
+    """GD-type rules on a rotated quadratic take the eigenbasis path; it matches the plain path
+    and GD's closed form x_t - x* = V (1 - eta Lambda)^t V^T (x_0 - x*)."""
+    p = PROBLEMS["stacked"]
+    for name in ("gd", "sgd_momentum", "nesterov", "block_adam", "normalized_gd", "block_normalized_gd",
+                 "blockwise_gd"):
+        opt = hs.optimizers.for_problem(name, p)
+        assert opt.equivariant and _EigenFrame.applies(p, opt, False, None)
+    for name in ("adam", "signsgd", "rmsprop", "steepest_linf"):
+        assert not _EigenFrame.applies(p, hs.optimizers.for_problem(name, p), False, None)
+    assert not _EigenFrame.applies(p, hs.optimizers.make("gd"), True, None)  # stochastic: x frame
+    eta = 1.0 / p.L2
+    res = hs.engine.run(p, "gd", [eta], [5], steps=150, record="loss,dist", fast=True)
+    V, lam = p.eigenbasis(), p.spectrum
+    x0 = p.initial_point(5)
+    xt = p.x_star + V @ ((1 - eta * lam) ** 150 * (V.T @ (x0 - p.x_star)))
+    assert float((res.x_final[0] - xt).abs().max()) <= 1e-12 * float(xt.abs().max())
+    c = V.T @ (x0 - p.x_star)
+    t = torch.arange(151, dtype=torch.float64).unsqueeze(1)
+    f = 0.5 * (lam * (1 - eta * lam) ** (2 * t) * c ** 2).sum(1) + p.f_star
+    np.testing.assert_allclose(res.losses[0], f.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["adam", "signsgd", "sgd_momentum", "block_adam"])
+def test_chunks_early_exit_divergence_and_stop_when(name, monkeypatch):
+    """Small chunks (forced), per-chunk early exit and resumption, a diverging row and tune's
+    pruning rule: the fast path still reproduces the plain path."""
+    monkeypatch.setattr(hs.engine, "CHUNK_BYTES", 1)  # one row per chunk (where the engine chunks)
+    lrs = [1e-3, 1e-2, 3e-2, 5.0]  # the last one diverges for gd-type rules and stalls the sign rules
+    kw = dict(steps=300, record="loss,grad_l2", record_every=7, target=("grad_l2", 0.05, True))
+    for p in (PROBLEMS["stacked"], PROBLEMS["diagonal"]):
+        for extra in ({}, {"stop_when": lambda hit, active, t: bool(torch.isfinite(hit).sum() >= 3)}):
+            a = hs.engine.run(p, name, lrs, [0, 2], fast=False, **kw, **extra)
+            b = hs.engine.run(p, name, lrs, [0, 2], fast=True, **kw, **extra)
+            _compare(a, b)
+            assert a.steps_run < 300 or not np.isfinite(a.hits[next(iter(a.hits))]).all()
+
+
+def test_divergence_freezes_rows_like_the_plain_loop():
+    p = PROBLEMS["stacked"]
+    lrs = [0.5 / p.L2, 10.0 / p.L2]
+    for opt in ("gd", "sgd_momentum"):  # the eigenbasis path and (momentum, rows frozen) alike
+        a = hs.engine.run(p, opt, lrs, [0, 1], steps=120, record="loss", fast=False)
+        b = hs.engine.run(p, opt, lrs, [0, 1], steps=120, record="loss", fast=True)
+        assert list(b.diverged) == [False, False, True, True]
+        _compare(a, b)
+        assert np.isfinite(b.x_final.numpy()).all()
+
+
+@pytest.mark.parametrize("pname", ["noisy", "softmax"])
+def test_stochastic_fast_equals_plain(pname):
+    p = (BlockQuadratic.from_spectra([[1.0, 2.0, 4.0], [0.5, 8.0, 3.0]], sigma=0.3, seed=1) if pname == "noisy"
+         else hs.problems.make("softmax", n=64, p=4, C=3, batch_size=8, seed=0))
+    for opt in ("sgd", "adam"):
+        kw = dict(steps=60, stochastic=True, record="loss,grad_l2", target=("grad_l2", 0.5, True))
+        _compare(hs.engine.run(p, opt, [0.01, 0.05], [0, 1], fast=False, **kw),
+                 hs.engine.run(p, opt, [0.01, 0.05], [0, 1], fast=True, **kw))
+
+
+def test_rules_without_a_twin_run_on_the_fast_path():
+    """A user rule with only (init, update) takes the fast loop with its pure update."""
+    base = hs.optimizers.make("sgd_momentum", momentum=0.8)
+    bare = hs.optimizers.Optimizer("mine", base.init, base.update, {})
+    p = PROBLEMS["stacked"]
+    a = hs.engine.run(p, bare, LRS, [0], steps=50, fast=False, record="loss")
+    b = hs.engine.run(p, bare, LRS, [0], steps=50, fast=True, record="loss")
+    _compare(a, b)
+
+
+def test_tune_same_on_both_paths(monkeypatch):
+    p = hs.problems.make("block_scale", spread=1.0)
+    grid = hs.engine.lr_grid(1e-3, 1.0, per_decade=2)
+    fast = hs.engine.tune(p, "adam", eps=1e-3, metric="grad_l2", relative=True, lrs=grid, steps=2000)
+    plain_run = hs.engine.run
+    monkeypatch.setattr(hs.engine, "run", lambda *a, **k: plain_run(*a, **k, fast=False))
+    plain = hs.engine.tune(p, "adam", eps=1e-3, metric="grad_l2", relative=True, lrs=grid, steps=2000)
+    np.testing.assert_array_equal(fast.Ts, plain.Ts)
+    assert fast.lr == plain.lr and fast.T == plain.T and math.isfinite(fast.T)
+
+
+def test_kernels_split_across_threads_change_nothing(monkeypatch):
+    """The fused kernels split their rows between torch's threads: the runs are the same."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    p = PROBLEMS["stacked"]
+    kw = dict(steps=60, record="loss,grad_l2", target=("grad_l2", 0.1, True))
+    one = {name: hs.engine.run(p, name, LRS, [0, 1], **kw) for name in ("adam", "signum", "nesterov")}
+    monkeypatch.setattr(_native, "PARALLEL_MIN_ELEMENTS", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name, a in one.items():
+            _compare(a, hs.engine.run(p, name, LRS, [0, 1], **kw), rtol=1e-13)
+    finally:
+        torch.set_num_threads(threads)
