@@ -528,6 +528,8 @@ def gradient_density(g):
     A zero vector has no density: NaN there.
     """
     if isinstance(g, torch.Tensor):
+        if g.dim() == 0 or g.shape[-1] == 0:
+            raise ValueError(f"gradient_density needs a (..., d) tensor with d >= 1; got shape {tuple(g.shape)}")
         l1, l2sq = g.abs().sum(-1), (g * g).sum(-1)
         d = g.shape[-1]
         return torch.where(l2sq > 0, l1 * l1 / (d * l2sq), torch.full_like(l1, math.nan))

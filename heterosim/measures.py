@@ -56,6 +56,7 @@ from typing import Callable, Sequence
 import torch
 
 from heterosim.blocks import Blocks
+from heterosim.bounds import gradient_density  # noqa: F401  (phi(g), defined once, re-exported)
 
 __all__ = [
     "HEADLINE_STAT", "block_grad_norms", "block_rms", "grad_heterogeneity", "gradient_density",
@@ -182,19 +183,6 @@ def grad_heterogeneity(norms, sizes) -> dict:
     if rms.dim() == 1:
         return {k: float(v) for k, v in out.items()}
     return out
-
-
-def gradient_density(g: torch.Tensor) -> torch.Tensor:
-    r"""Gradient density phi(g) = ||g||_1^2 / (d ||g||_2^2) in [1/d, 1] over the last axis.
-
-    phi = 1 when all |g_i| are equal (sign descent loses nothing), 1/d for a one-hot
-    gradient. nan for g = 0. (Bernstein et al. 2018; THEORY.md bound B5.)
-    """
-    g = torch.as_tensor(g)
-    if g.dim() == 0 or g.shape[-1] == 0:
-        raise ValueError(f"g must have shape (..., d) with d >= 1; got {tuple(g.shape)}")
-    d = g.shape[-1]
-    return g.abs().sum(-1) ** 2 / (d * (g * g).sum(-1))
 
 
 def model_grad_heterogeneity(model: torch.nn.Module) -> dict:
