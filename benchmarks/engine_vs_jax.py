@@ -368,6 +368,15 @@ def _report(sweep, opt, spec, threads, res):
         if "warm" in res.get("floor", {}):
             parts.append(f"engine/floor = {e / res['floor']['warm']:.2f}x")
         print("ratios: " + ", ".join(parts))
+        checks = []
+        if sweep == "reference" and "warm" in res.get("naive", {}):
+            checks.append(("naive/engine >= 100", res["naive"]["warm"] / e >= 100))
+        if sweep in ("reference", "large") and "warm" in res.get("jax", {}):
+            checks.append(("JAX warm/engine >= 1", res["jax"]["warm"] / e >= 1))
+        if sweep == "large" and "warm" in res.get("floor", {}):
+            checks.append(("engine/floor <= 2", e / res["floor"]["warm"] <= 2))
+        if checks:
+            print("targets (issue 7): " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks))
     return bad
 
 

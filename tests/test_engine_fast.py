@@ -247,3 +247,19 @@ def test_kernels_split_across_threads_change_nothing(monkeypatch):
             _compare(a, hs.engine.run(p, name, LRS, [0, 1], **kw), rtol=1e-13)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_chunks_on_threads_change_nothing(monkeypatch):
+    """Independent chunks run on two threads at once: the same runs come out."""
+    p = PROBLEMS["stacked"]
+    kw = dict(steps=60, record="loss,grad_l2", target=("grad_l2", 0.1, True))
+    one = {name: hs.engine.run(p, name, LRS, [0, 1, 2, 3], **kw) for name in ("adam", "sgd_momentum")}
+    monkeypatch.setattr(hs.engine, "PARALLEL_MIN_ELEMENTS", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name, a in one.items():
+            _compare(a, hs.engine.run(p, name, LRS, [0, 1, 2, 3], **kw), rtol=1e-13)
+        assert torch.get_num_threads() == 2  # restored after the run
+    finally:
+        torch.set_num_threads(threads)
