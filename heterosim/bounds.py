@@ -732,20 +732,6 @@ def blockwise_gd_quadratic_rate(*, L_blocks, mu_blocks, step="1/L", metric="subo
                               ("kappa", float(L.max() / mu.min()))))
 
 
-def _matrix(name, H):
-    if isinstance(H, torch.Tensor):
-        H = H.detach().cpu().numpy()
-    H = np.asarray(H, dtype=np.float64)
-    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
-        raise ValueError(f"{name} must be a square (d, d) matrix; got shape {H.shape}")
-    if not np.all(np.isfinite(H)):
-        raise ValueError(f"{name} must be finite")
-    scale = max(np.abs(H).max(), 1e-300)
-    if np.abs(H - H.T).max() > 1e-10 * scale:
-        raise ValueError(f"{name} must be symmetric (max |H - H^T| = {np.abs(H - H.T).max():.3g})")
-    return (H + H.T) / 2.0
-
-
 def fixed_diagonal_precond_rate(*, H, p, step="2/(L+mu)", metric="subopt", eps=None,
                                 initial=1.0) -> Bound:
     r"""Q3: a fixed diagonal preconditioner, x_{t+1} = x_t - eta P g_t, P = diag(p).
@@ -766,7 +752,8 @@ def fixed_diagonal_precond_rate(*, H, p, step="2/(L+mu)", metric="subopt", eps=N
     Proof sketch: in z = P^{-1/2} x the method is plain GD on 1/2 z^T M z, and
     f - f* = 1/2 z^T M z.
     """
-    H = _matrix("H", H)
+    from heterosim.precondition import _symmetric  # one validation of symmetric matrices
+    H = _symmetric(H, "H")
     p = _vector("p", p)
     if p.size != H.shape[0]:
         raise ValueError(f"p must have length d = {H.shape[0]}; got {p.size}")
