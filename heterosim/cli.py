@@ -5,7 +5,7 @@ import argparse
 import importlib.util
 import sys
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "dispatch"]
 
 
 def _cmd_demo(args) -> int:
@@ -71,7 +71,12 @@ def main(argv=None) -> int:
     if argv and argv[0] in DELEGATED and importlib.util.find_spec(DELEGATED[argv[0]][0]) is not None:
         import importlib as _il
         return int(_il.import_module(DELEGATED[argv[0]][0]).cli_main(argv[1:]) or 0)
-    parser = build_parser()
+    return dispatch(build_parser(), argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv) -> int:
+    """Parse ``argv`` and call the chosen subcommand's ``func`` (help when none is chosen);
+    shared by every ``heterosim`` subcommand parser."""
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

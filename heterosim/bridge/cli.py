@@ -418,9 +418,5 @@ def run_experiment(command: str, grids: dict[str, dict], argv: list[str]) -> int
 
 def cli_main(argv=None) -> int:
     """Entry point of ``heterosim bridge``: ``cli_main(["init-spread", "--tiny"])``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 0
-    return int(args.func(args) or 0)
+    from heterosim.cli import dispatch
+    return dispatch(build_parser(), argv)
