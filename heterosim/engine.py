@@ -16,7 +16,8 @@ blocks     per-block ||g_{t,b}||_2, shape (B, K, n)
 The iteration complexity of a run is T(eps) = the first t with metric(x_t) <= eps
 (``Result.iterations_to``); ``relative=True`` measures eps against the metric at
 x_0. A run whose loss turns non-finite or exceeds f* + ``diverge_factor`` (f_0 - f*)
-is marked diverged and frozen; the batch goes on. With a ``target`` the engine
+is marked diverged and frozen; the batch goes on. (f_0 - f* is floored, so that a run
+started at the minimiser, where the gap is 0, is not diverged by the first noisy step.) With a ``target`` the engine
 tracks the first hit exactly even when it records nothing, and stops as soon as
 every row has hit or diverged.
 
@@ -61,6 +62,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from heterosim import _native
 
 from heterosim.optimizers import Optimizer, make as make_optimizer, validate_lr
 from heterosim.problems.base import Problem
@@ -273,7 +276,8 @@ class _Outcome:
 def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Sequence[int] = (0,),
         steps: int = 100, record="loss,grad_l2", x0: torch.Tensor | None = None, record_every=1,
         target: Target | tuple | None = None, stop_early: bool = True, stochastic: bool = False,
-        diverge_factor: float = DIVERGE_FACTOR, device=None, stop_when=None, fast: bool = True) -> Result:
+        diverge_factor: float = DIVERGE_FACTOR, device=None, stop_when=None, fast: bool = True,
+        diverge_floor: float | None = None) -> Result:
     """Run ``opt`` on ``problem`` for every (lr, seed) as one batch.
 
     Args:
@@ -289,7 +293,10 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
         stop_early: with a target, stop once every row has hit it or diverged.
         stochastic: use the problem's stochastic oracle; every seed has its own generator
             and the rows of one seed share its draws. Metrics use the true gradient.
-        diverge_factor: a row diverges when f - f* > diverge_factor (f_0 - f*), or on non-finite values.
+        diverge_factor: a row diverges when f - f* > diverge_factor max(f_0 - f*, floor), or on
+            non-finite values.
+        diverge_floor: the floor of that gap; default 1e-6 times the largest gap f_0 - f* of
+            the batch, or 1 + |f*| when every row starts at a minimiser.
         stop_when: with a target, an extra stopping rule ``stop_when(hit, active, t) -> bool``
             (``hit``: (B,) first-hit steps, inf while not hit), checked with the early exit.
         fast: take the fast path (module doc, "Speed"); ``False`` runs the plain reference
@@ -303,6 +310,8 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
     steps = int(steps)
     if not diverge_factor > 1:
         raise ValueError(f"diverge_factor must be > 1; got {diverge_factor!r}")
+    if diverge_floor is not None and not (diverge_floor > 0 and math.isfinite(diverge_floor)):
+        raise ValueError(f"diverge_floor must be finite and > 0 (or None for the default); got {diverge_floor!r}")
     row_lrs, row_seeds = _rows(lrs, seeds)
     B = row_lrs.size
     dtype = problem.dtype
@@ -343,8 +352,12 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
     f, G = problem.loss_and_grad(X)
     vals = _metric_values(problem, X, f, G, tracked, f_star, x_star)
     initial = {m: v.detach().cpu().numpy().copy() for m, v in vals.items() if m != "blocks"}
-    # f - f* above diverge_factor (f_0 - f*), +inf and NaN all fail `f <= f_limit`
-    f_limit = f_star + diverge_factor * (f - f_star).clamp_min(1e-300)
+    # f - f* above diverge_factor max(f_0 - f*, floor), +inf and NaN all fail `f <= f_limit`
+    gap = (f - f_star).nan_to_num(nan=0.0, posinf=0.0)
+    if diverge_floor is None:
+        top = float(gap.max()) if gap.numel() else 0.0
+        diverge_floor = 1e-6 * top if top > 0 else 1.0 + abs(float(f_star))
+    f_limit = f_star + diverge_factor * gap.clamp_min(diverge_floor)
     active = torch.isfinite(f) & torch.isfinite(G).all(1)
     hit = torch.full((B,), math.inf, dtype=dtype, device=dev)
     thr = None
@@ -463,6 +476,12 @@ class _EigenFrame:
                 and problem.blocks.n < problem.d and not stochastic
                 and (target is None or target.metric != "grad_l1"))
 
+    def native_oracle(self, Y):
+        """The fused C oracle of the diagonal quadratic in y (see BlockQuadratic.native_oracle)."""
+        if Y.dim() != 2 or not _native.usable(Y):
+            return None
+        return _native.quadratic_oracle(self.y_star, self.f_star, diag=self.lam)
+
     def to(self, X):
         return self.problem.to_eigenbasis(X)
 
@@ -487,6 +506,7 @@ class _Chunk:
         self.E = loop.E[r0:r1] if loop.E is not None else None
         self.W = loop.W[r0:r1] if loop.W is not None else None
         self.tmp = loop.tmp[r0:r1] if loop.tmp is not None else None
+        self.F = loop.F[r0:r1]
         self.lr = loop.lr[r0:r1]
         self.f_limit = loop.f_limit[r0:r1]
         self.state = _rows_of(loop.state, r0, r1) if loop.chunked_state else loop.state
@@ -526,11 +546,16 @@ class _FastLoop:
         X0 = self.frame.to(s.X) if self.frame is not None else s.X
         self.into = (self.frame.loss_and_grad_into if self.frame is not None
                      else getattr(problem, "loss_and_grad_into", None))
+        # one fused C call computes the whole oracle where it applies (block quadratics, CPU float64)
+        oracle_of = self.frame if self.frame is not None else problem
+        self.native = oracle_of.native_oracle(X0) if hasattr(oracle_of, "native_oracle") else None
         self.inplace = getattr(opt, "update_", None) is not None
         self.Xbuf = (X0.clone(), torch.empty_like(X0))
         self.G = torch.empty_like(X0)
-        self.E = torch.empty_like(X0) if self.into is not None else None
-        self.W = torch.empty_like(X0) if self.into is not None and self.frame is None else None
+        self.F = X0.new_empty(B)  # f at the current iterate (the native oracle's output)
+        scratch = self.into is not None and self.native is None
+        self.E = torch.empty_like(X0) if scratch else None
+        self.W = torch.empty_like(X0) if scratch and self.frame is None else None
         self.tmp = torch.empty_like(X0) if self.inplace else None
         self.Gs = torch.empty_like(X0) if stochastic else None
         self.lr = s.lr
@@ -550,7 +575,9 @@ class _FastLoop:
         rows = B
         # chunk where the step is elementwise work (eigenbasis, axis-aligned quadratics): a batch of
         # block matmuls runs no faster on few rows, and its operands do not fit in cache anyway
-        elementwise = self.frame is not None or bool(getattr(problem, "diagonal", False))
+        # (the native oracle applies each block to all of a chunk's rows in turn: it is row-local work)
+        elementwise = (self.frame is not None or bool(getattr(problem, "diagonal", False))
+                       or self.native is not None)
         if self.chunked_state and not stochastic and elementwise:
             rows = max(1, min(B, CHUNK_BYTES // (per_row * X0.element_size())))
         # independent chunks run on torch's threads at once (rows are independent runs)
@@ -642,6 +669,9 @@ class _FastLoop:
 
     def _oracle(self, c, X, g_sqnorm=None):
         """f at X and the gradient into c.G (in the frame of the run); ||g||^2 into g_sqnorm."""
+        if self.native is not None:
+            self.native(X, c.G, c.F, g_sqnorm, root=False)
+            return c.F
         if self.into is not None:
             return self.into(X, c.G, c.E, c.W, g_sqnorm)
         f, G = self.s.problem.loss_and_grad(X)
@@ -660,6 +690,7 @@ class _FastLoop:
         fused_norm = self.metric == "grad_l2" and self.into is not None
         numpy_checks = c.f_limit.device.type == "cpu"  # a (R,) comparison: numpy's call is the cheaper
         f_limit_np = c.f_limit.numpy() if numpy_checks else None
+        native = self.native  # the oracle, ||g|| and the divergence test in one C call
         for t in range(c.t + 1, t_end + 1):
             xa, xb = c.X[(t - 1) % 2], c.X[t % 2]
             g = c.G
@@ -673,15 +704,22 @@ class _FastLoop:
                 step, c.state = opt.update(g.clone(), c.state, xa.clone(), c.lr, blocks)
                 torch.add(xa, step, out=xb)
             row = ring[t % every, c.r0:c.r1] if track else None
-            f = self._oracle(c, xb, row if fused_norm else None)
-            if c.dead_idx.numel() == 0:
-                if not (bool((f.numpy() <= f_limit_np).all()) if numpy_checks else bool((f <= c.f_limit).all())):
-                    self._bury(c, ~(f <= c.f_limit), t, xa, xb)
+            if native is not None:  # frozen (diverged) rows: x_t <- x_{t-1}, nothing computed
+                f = c.F
+                bad = native(xb, c.G, f, row if fused_norm else None, c.f_limit, root=True,
+                             frozen=c.dead if c.dead_idx.numel() else None, X_prev=xa)
+                if bad:
+                    self._bury(c, ~(f <= c.f_limit) & ~c.dead, t, xa, xb, only_new=True)
             else:
-                self._bury(c, ~(f <= c.f_limit) & ~c.dead, t, xa, xb)
-            if fused_norm:
-                row.sqrt_()
-            elif track:
+                f = self._oracle(c, xb, row if fused_norm else None)
+                if c.dead_idx.numel() == 0:
+                    if not (bool((f.numpy() <= f_limit_np).all()) if numpy_checks else bool((f <= c.f_limit).all())):
+                        self._bury(c, ~(f <= c.f_limit), t, xa, xb)
+                else:
+                    self._bury(c, ~(f <= c.f_limit) & ~c.dead, t, xa, xb)
+                if fused_norm:
+                    row.sqrt_()
+            if track and not fused_norm:
                 self._metric(self.metric, f, c, xb, out=row)
             k = rec_index.get(t)
             if k is not None:
@@ -695,15 +733,21 @@ class _FastLoop:
             c.t = t_end
             self._flush(c, t_end)
 
-    def _bury(self, c, newly, t, xa, xb):
+    def _bury(self, c, newly, t, xa, xb, only_new=False):
         """Rows that diverged at step t keep their last good iterate x_{t-1} (as in the plain loop,
-        their state and gradient go on, unused)."""
+        their state and gradient go on, unused; the native oracle skips them). ``only_new``: copy
+        x_{t-1} into the newly diverged rows only (the native oracle restores the others)."""
+        idx = None
         if bool(newly.any()):
             c.dead |= newly
             c.dead_from.masked_fill_(newly, float(t))
             c.dead_idx = torch.nonzero(c.dead).flatten()
-        if c.dead_idx.numel():
-            xb.index_copy_(0, c.dead_idx, xa.index_select(0, c.dead_idx))
+            if only_new:
+                idx = torch.nonzero(newly).flatten()
+        if not only_new:
+            idx = c.dead_idx if c.dead_idx.numel() else None
+        if idx is not None:
+            xb.index_copy_(0, idx, xa.index_select(0, idx))
 
     def _metric(self, m, f, c, X, out=None):
         """The metric m of the chunk's rows at X (f: the loss there), written into ``out`` if given."""

@@ -455,7 +455,7 @@ def gauss_quadrature(alpha: torch.Tensor, beta: torch.Tensor):
         raise ValueError(f"alpha (..., M) and beta (..., M-1) do not match: {tuple(alpha.shape)}, {tuple(beta.shape)}")
     lead = alpha.shape[:-1]
     a = alpha.reshape(-1, M)
-    b = beta.reshape(-1, max(M - 1, 0))
+    b = beta.reshape(a.shape[0], max(M - 1, 0))  # (one-step runs have no beta: an explicit row count)
     length = 1 + (b != 0).sum(-1)
     nodes = a.new_full(a.shape, math.nan)
     weights = a.new_zeros(a.shape)

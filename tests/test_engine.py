@@ -145,6 +145,29 @@ def test_divergence_is_recorded_and_frozen_without_crashing_the_batch():
     np.testing.assert_allclose(res.losses[0], alone.losses[0], rtol=1e-13)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_noisy_run_started_at_the_minimiser_is_not_diverged(fast):
+    """At x* the gap f_0 - f* is 0: the divergence test floors it (1 + |f*| here, every row
+    starting at x*), so noise keeps the run alive while a blow-up is still caught."""
+    p = BlockQuadratic.from_spectra([[1.0, 2.0], [3.0, 4.0]], sigma=0.5, seed=0, f_star=2.0)
+    lrs = [0.05, 5.0]  # stable, and eta L = 20: diverges
+    res = hs.engine.run(p, "sgd", lrs, [0, 1], steps=300, stochastic=True, x0=p.x_star, record="subopt",
+                        fast=fast)
+    assert list(res.diverged) == [False, False, True, True]
+    # the stable rows wander at the noise level: SGD's stationary gap, in closed form
+    # E[f - f*] = sum_i eta sigma^2 / (2 (2 - eta lambda_i)) (additive noise, eigenvalues 1..4)
+    eta, lam = 0.05, np.array([1.0, 2.0, 3.0, 4.0])
+    stationary = float((eta * 0.25 / (2 * (2 - eta * lam))).sum())
+    gap = res.subopts[:2, 100:].mean()
+    assert gap == pytest.approx(stationary, rel=0.4)
+    # the floor can be set: a tiny one makes the first noisy step count as a divergence
+    tight = hs.engine.run(p, "sgd", lrs[:1], [0], steps=5, stochastic=True, x0=p.x_star, record="none",
+                          diverge_floor=1e-12, diverge_factor=2.0, fast=fast)
+    assert bool(tight.diverged[0])
+    with pytest.raises(ValueError, match="diverge_floor"):
+        hs.engine.run(p, "sgd", lrs, steps=2, diverge_floor=0.0)
+
+
 def test_tune_finds_the_grid_argmin_and_flags_edges():
     p = hs.problems.make("block_scale", spread=1.0)
     grid = hs.engine.lr_grid(1e-4, 1.0, per_decade=2)

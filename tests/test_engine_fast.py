@@ -263,3 +263,84 @@ def test_chunks_on_threads_change_nothing(monkeypatch):
         assert torch.get_num_threads() == 2  # restored after the run
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("pname", ["stacked", "unequal", "diagonal", "eigenbasis", "wide"])
+def test_native_oracle_equals_the_torch_oracle(pname):
+    """The fused C oracle (error, block product, f, ||g||, divergence count, frozen rows) against
+    the torch oracle with the kernels off, on 13 rows (two full 6-row tiles and a remainder),
+    blocks of 20 (8-column strips and a 4-column tail), unequal blocks, axis-aligned blocks, the
+    eigenbasis frame, and one wide block of 70."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    if pname == "wide":
+        p = BlockQuadratic.from_spectra([np.geomspace(1, 100, 70).tolist(), [3.0, 4.0]], seed=5)
+    else:
+        p = PROBLEMS["stacked" if pname == "eigenbasis" else pname]
+    X = p.initial_points(list(range(13))) * torch.linspace(0.5, 3.0, 13, dtype=torch.float64).unsqueeze(1)
+    if pname == "eigenbasis":
+        frame = _EigenFrame(p, "cpu", torch.float64)
+        X = frame.to(X)
+        oracle = frame.native_oracle(X)
+        lam, ys = frame.lam, frame.y_star
+        G_ref = (X - ys) * lam
+        f_ref = 0.5 * ((X - ys) * G_ref).sum(1) + frame.f_star
+    else:
+        oracle = p.native_oracle(X)
+        with _native.disabled():
+            assert p.native_oracle(X) is None
+            f_ref, G_ref = p.loss_and_grad(X)
+    assert oracle is not None
+    G, f, nrm = torch.empty_like(X), X.new_empty(13), X.new_empty(13)
+    limit = f_ref * (1 + 1e-9)  # above f by far more than rounding
+    limit[[2, 7, 12]] = f_ref[[2, 7, 12]] * 0.5  # three rows over their limit
+    bad = oracle(X, G, f, nrm, limit, root=True)
+    scale = float(G_ref.abs().max())
+    assert bad == 3
+    assert float((G - G_ref).abs().max()) <= 1e-14 * scale
+    np.testing.assert_allclose(f.numpy(), f_ref.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(nrm.numpy(), G_ref.norm(dim=1).numpy(), rtol=1e-13)
+    sq = X.new_empty(13)
+    assert oracle(X, G, f, sq, root=False) == 0
+    np.testing.assert_allclose(sq.numpy(), (G_ref * G_ref).sum(1).numpy(), rtol=1e-13)
+    # frozen rows: X[r] <- X_prev[r], their G, f and norm untouched, not counted
+    frozen = torch.zeros(13, dtype=torch.bool)
+    frozen[[0, 7, 8]] = True
+    X2, prev = X.clone(), X.flip(0).contiguous()
+    G2, f2, n2 = torch.full_like(X, 7.0), X.new_full((13,), 7.0), X.new_full((13,), 7.0)
+    assert oracle(X2, G2, f2, n2, limit, root=True, frozen=frozen, X_prev=prev) == 2  # rows 2, 12
+    live = ~frozen
+    assert torch.equal(X2[frozen], prev[frozen]) and torch.equal(X2[live], X[live])
+    assert bool((G2[frozen] == 7.0).all() and (f2[frozen] == 7.0).all() and (n2[frozen] == 7.0).all())
+    assert torch.equal(G2[live], G[live]) and torch.equal(f2[live], f[live])
+
+
+def test_native_oracle_rows_split_across_threads_are_bitwise_equal(monkeypatch):
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    p = PROBLEMS["stacked"]
+    X = p.initial_points(list(range(9)))
+    oracle = p.native_oracle(X)
+    outs = []
+    for threshold, threads in ((1 << 40, 1), (0, 2)):
+        monkeypatch.setattr(_native, "PARALLEL_MIN_ELEMENTS", threshold)
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            G, f, n = torch.empty_like(X), X.new_empty(9), X.new_empty(9)
+            oracle(X, G, f, n)
+            outs.append((G, f, n))
+        finally:
+            torch.set_num_threads(old)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+def test_problems_with_a_native_oracle_pickle():
+    """The C oracle is a closure over pointers: a pickled problem (sweep workers) rebuilds it."""
+    import pickle
+    p = hs.problems.make("block_scale", spread=1.0, n_blocks=2, block_size=4, seed=0)
+    X = p.initial_points([0])
+    p.native_oracle(X)
+    q = pickle.loads(pickle.dumps(p))
+    assert torch.equal(q.loss(X), p.loss(X))

@@ -256,6 +256,19 @@ def test_block_top_eigenvalues_equal_exact_block_spectra():
     torch.testing.assert_close(top[:, 0], p.L_blocks, rtol=0, atol=1e-8)
 
 
+def test_one_lanczos_step_gives_each_blocks_rayleigh_quotient():
+    """steps=1 (no beta at all): the single Ritz value of block b is v_b^T H_bb v_b / ||v_b||^2
+    for the seeded start vector v."""
+    p = _spectra_problem(2)
+    top = M.block_top_eigenvalues(M.problem_loss_fn(p), p.x_star, p.blocks, k=2, steps=1, seed=4)
+    v, H = M.draw_probes(p.d, 1, seed=4)[0], p.hessian()
+    rq = torch.stack([v[s] @ H[s][:, s] @ v[s] / (v[s] @ v[s]) for s in p.blocks.slices()])
+    torch.testing.assert_close(top[:, 0], rq, rtol=1e-12, atol=0)
+    assert bool(top[:, 1].isnan().all())  # one Ritz value per block: the second is padding
+    nodes, weights = M.gauss_quadrature(torch.tensor([[2.0], [3.0]]), torch.zeros(2, 0))
+    assert nodes.flatten().tolist() == [2.0, 3.0] and weights.flatten().tolist() == [1.0, 1.0]
+
+
 def test_top_eigenvalue_converges_before_the_krylov_space_is_full_and_on_noncontiguous_blocks():
     g = torch.Generator().manual_seed(7)
     lam = torch.cat([torch.linspace(0.1, 1.0, 149, dtype=F64), torch.tensor([2.0], dtype=F64)])

@@ -96,6 +96,7 @@ class BlockQuadratic(Problem):
         self._dense = self.hessian() if (not self.diagonal and self.d <= _DENSE_MAX_D) else None
         self._stacked = torch.stack(self.block_hessians) if len(set(sizes)) == 1 and not self.diagonal else None
         self._frames = {}  # (transpose, device) -> block matrices of the eigenbasis, built on first use
+        self._native_fn = None  # the C oracle, built on first use
         self.L_blocks = torch.stack([s.max() for s in spectra])
         self.mu_blocks = torch.stack([s.min() for s in spectra])
         self.L2 = float(self.L_blocks.max())
@@ -218,14 +219,40 @@ class BlockQuadratic(Problem):
             start += H.shape[0]
         return torch.cat(parts, dim=1)
 
-    def loss_and_grad_into(self, X: torch.Tensor, G: torch.Tensor, E: torch.Tensor,
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_native_fn"] = None  # a closure over ctypes pointers: rebuilt where it is needed
+        return state
+
+    def native_oracle(self, X: torch.Tensor):
+        """The fused C oracle (:func:`heterosim._native.quadratic_oracle`) for batches like X, or
+        None where it does not apply (no compiler, kernels off, X not a CPU float64 (B, d) batch).
+        ``oracle(X, G, f, norm=None, f_limit=None, root=True)`` writes G <- H (X - x*), f <- f(X)
+        and, if given, norm <- ||G_r|| (``root``) or ||G_r||^2 into caller-owned contiguous buffers
+        and returns the number of rows with not f <= f_limit."""
+        if X.dim() != 2 or X.shape[1] != self.d or not _native.usable(X) or _native.lib() is None:
+            return None
+        if self._native_fn is None:
+            self._native_fn = (_native.quadratic_oracle(self.x_star, self.f_star, diag=self._diag) if self.diagonal
+                               else _native.quadratic_oracle(self.x_star, self.f_star, blocks=self.block_hessians))
+        return self._native_fn
+
+    def loss_and_grad_into(self, X: torch.Tensor, G: torch.Tensor, E: torch.Tensor | None = None,
                            W: torch.Tensor | None = None, g_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`loss_and_grad` into caller-owned (B, d) buffers: G <- H (X - x*) row-wise; returns
-        f = f* + (X - x*).G / 2 (B,). E and W are scratch (their content is unspecified). The
-        engine's fast path: nothing is allocated, and with W, equal-size rotated blocks are
-        multiplied in block-major layout (n, B, d_b), where the batched matmul reads and writes
-        contiguous matrices. The same arithmetic as :meth:`loss_and_grad`. X has the problem's dtype.
-        ``g_sqnorm`` (B,), if given, receives ||G_r||^2 (summed while G is written, where fused)."""
+        f = f* + (X - x*).G / 2 (B,). E and W are scratch (their content is unspecified); they may
+        be None where :meth:`native_oracle` applies (one fused C pass, nothing else written).
+        Otherwise E is required, and with W equal-size rotated blocks are multiplied in block-major
+        layout (n, B, d_b), where the batched matmul reads and writes contiguous matrices. The same
+        arithmetic as :meth:`loss_and_grad` up to the rounding of the block product. X has the
+        problem's dtype. ``g_sqnorm`` (B,), if given, receives ||G_r||^2."""
+        oracle = self.native_oracle(X)
+        if oracle is not None and _native.usable(G) and (g_sqnorm is None or _native.usable(g_sqnorm)):
+            f = X.new_empty(X.shape[0])
+            oracle(X, G, f, g_sqnorm, root=False)
+            return f
+        if E is None:
+            E = torch.empty_like(X)
         xs = self.x_star.to(X.device)
         if W is None or self._stacked is None or self._dense is not None:
             torch.sub(X, xs, out=E)
@@ -235,14 +262,6 @@ class BlockQuadratic(Problem):
             return torch.linalg.vecdot(E, G).mul_(0.5).add_(self.f_star)
         B, n, db = X.shape[0], self.blocks.n, self.blocks.sizes[0]
         Eb, Wb = E.view(n, B, db), W.view(n, B, db)
-        k = _native.lib()
-        if k is not None and _native.usable(X, G, E, W, xs) and (g_sqnorm is None or _native.usable(g_sqnorm)):
-            f = X.new_empty(B)  # the two shuffles as fused C loops
-            _native.rows(k.error_block_major, B, X.numel(), B, n, db, X.data_ptr(), xs.data_ptr(), E.data_ptr())
-            torch.bmm(Eb, self._stacked.to(X.device), out=Wb)
-            _native.rows(k.gather_grad_loss, B, X.numel(), B, n, db, E.data_ptr(), W.data_ptr(), G.data_ptr(),
-                         f.data_ptr(), g_sqnorm.data_ptr() if g_sqnorm is not None else None, self.f_star)
-            return f
         torch.sub(X.view(B, n, db).transpose(0, 1), xs.view(n, 1, db), out=Eb)
         torch.bmm(Eb, self._stacked.to(X.device), out=Wb)
         G.view(B, n, db).copy_(Wb.transpose(0, 1))
