@@ -15,9 +15,10 @@ Methods
           when absent)
   floor   the work no method can skip: the batched block matvec alone with torch.bmm
           (quadratics), or the batched oracle alone (softmax), for every step
-  floor_c the same block matvec with heterosim's own C kernel (the engine's oracle: error,
-          block product, f and ||g||, no update), where it is faster than torch.bmm; the
-          engine/floor target is judged against the faster of the two floors
+  floor_c the same work with heterosim's own C kernels (the engine's oracles: for a quadratic
+          the error, block product, f and ||g||; for softmax regression the full oracle and the
+          minibatch gradients), no update; the engine/floor target is judged against the
+          faster of the two floors
 
 Sweeps
   reference  Adam, SignSGD, SGD+momentum on a block-scale quadratic, d = 256 in 8 rotated
@@ -144,15 +145,21 @@ def _engine(p, opt_name, hyper, eps, lrs, seeds, steps, stochastic, fast):
     return res.iterations_to(eps, "grad_l2", relative=True)
 
 
-def _floor_c(p, steps, B):
-    """heterosim's fused C oracle alone, every step, on B rows (None where it does not apply)."""
+def _floor_c(p, steps, stochastic, B, n_seeds):
+    """heterosim's fused C oracle alone, every step, on B rows: the full oracle, and with
+    ``stochastic`` the minibatch gradients of every row (one draw per seed)."""
     import torch
     X = p.initial_points([0]).expand(B, -1).contiguous()
     oracle = p.native_oracle(X) if hasattr(p, "native_oracle") else None
-    if oracle is None:
-        raise RuntimeError("no C oracle for this problem (axis-aligned, softmax, or no compiler)")
+    minibatch = p.native_minibatch(X) if stochastic and hasattr(p, "native_minibatch") else None
+    if oracle is None or (stochastic and minibatch is None):
+        raise RuntimeError("no C oracle for this problem (or no compiler)")
     G, f, nrm = torch.empty_like(X), X.new_empty(B), X.new_empty(B)
+    gens = [torch.Generator().manual_seed(s) for s in range(n_seeds)]
+    which = torch.arange(B) % n_seeds
     for _ in range(steps):
+        if minibatch is not None:
+            minibatch(X, G, torch.stack([p.draw_minibatch(g) for g in gens]), which)
         oracle(X, G, f, nrm)
     return None
 
@@ -283,9 +290,9 @@ def worker(job):
     elif method == "floor":
         run = lambda: _floor(p, steps, stochastic, B)  # noqa: E731
     elif method == "floor_c":
-        if stochastic or getattr(p, "native_oracle", None) is None:
-            return {"skipped": "no C oracle for this problem"}
-        run = lambda: _floor_c(p, steps, B)  # noqa: E731
+        if getattr(p, "native_oracle", None) is None or p.native_oracle(p.initial_points([0])) is None:
+            return {"skipped": "no C oracle for this problem (or no C compiler)"}
+        run = lambda: _floor_c(p, steps, stochastic, B, len(seeds))  # noqa: E731
     elif method == "jax":
         run = None
     else:

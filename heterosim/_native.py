@@ -318,6 +318,154 @@ int64_t block_oracle(int64_t r0, int64_t r1, int64_t d, int64_t n, const int64_t
     free(e);
     return bad;
 }
+
+/* exp(x) for 4 lanes with x <= 0 (softmax weights): x = k ln2 + r, |r| <= ln2/2, e^r by its
+   Taylor polynomial to r^13 (truncation below 2e-16 relative), times 2^k from the exponent bits.
+   x is clamped at -700 (e^-700 ~ 1e-304 stands in for smaller weights: an absolute error below
+   1e-300 on a probability). Relative error a few ulp; NaN lanes are caught by the caller. */
+typedef int64_t v4i __attribute__((vector_size(32)));
+/* lanes of b where b > a, else a (a NaN lane of b is not taken) */
+static inline v4d vmax4(v4d a, v4d b) {
+    const v4i take = b > a;
+    return (v4d)(((v4i)b & take) | ((v4i)a & ~take));
+}
+
+static inline v4d vexp_nonpos(v4d x) {
+    x = vmax4(x, splat4(-700.0));
+    const v4d kf = __builtin_convertvector(__builtin_convertvector(x * 1.4426950408889634 - 0.5, v4i), v4d);
+    /* kf = trunc(x log2e - 0.5): round-half-down for x <= 0 */
+    const v4d r = (x - kf * 0.6931471803691238) - kf * 1.9082149292705877e-10;
+    v4d p = splat4(1.0 / 6227020800.0);
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    const v4i bits = (__builtin_convertvector(kf, v4i) + 1023) << 52;
+    v4d scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* The oracle of softmax regression f(W) = (1/m) sum_{i in S} CE(W x_i, y_i) + ridge/2 ||W||^2
+   for rows r0 <= r < r1 of (R, C p) X (W row-major C x p), with F (n, p) the features (FT, its
+   (p, n) transpose, or NULL) and y (n,) the labels: S = all n samples (idx NULL) or the m samples idx[which[r] m .. which[r] m + m)
+   (per-row minibatches: which[r] picks row r's draw). Writes G[r] = grad, and where not NULL
+   f[r], nrm[r] = ||G[r]|| (root) or ^2; returns the number of rows with !(f[r] <= flim[r]).
+   Frozen rows as in block_oracle. Four samples at a time in the lanes of a vector: logits
+   z_c = W_c . x_i, a stable softmax (max subtracted), the weights e^(z - max) / sum,
+   G_c += (p_c - [c = y_i]) x_i (per-lane partial sums, added at the end). A row with a
+   non-finite logit gets f = G = nan (a diverged run). */
+int64_t softmax_oracle(int64_t r0, int64_t r1, int64_t C, int64_t p, int64_t n, const double *X,
+                       const double *F, const double *FT, const int64_t *y, const int64_t *idx, const int64_t *which, int64_t m,
+                       double ridge, double *G, double *f, double *nrm, const double *flim, int root,
+                       const uint8_t *frozen, double *Xmut, const double *Xprev) {
+    const int64_t d = C * p;
+    v4d *acc = aligned_alloc(sizeof(v4d), sizeof(v4d) * (size_t)(d + 2 * C + p));
+    if (!acc) return -1;
+    v4d *z = acc + d, *e = z + C, *xv = e + C;
+    int64_t bad = 0;
+    for (int64_t r = r0; r < r1; r++) {
+        if (frozen && frozen[r]) {
+            if (Xprev) memcpy(Xmut + r * d, Xprev + r * d, sizeof(double) * d);
+            continue;
+        }
+        const double *W = X + r * d;
+        const int64_t *S = idx ? idx + (which ? which[r] : 0) * m : 0;
+        const int64_t M = idx ? m : n;
+        for (int64_t k = 0; k < d; k++) acc[k] = splat4(0.0);
+        v4d ce = splat4(0.0);
+        int finite = 1;
+        for (int64_t i = 0; i < M; i += 4) {
+            int64_t s[4];
+            v4d w = splat4(1.0);  /* lane weights: 0 for the padding past the last sample */
+            for (int q = 0; q < 4; q++) {
+                const int64_t ii = (i + q < M) ? i + q : M - 1;
+                s[q] = S ? S[ii] : ii;
+                if (i + q >= M) w[q] = 0.0;
+            }
+            if (FT && i + 4 <= M)  /* four consecutive samples: one load per feature */
+                for (int64_t j = 0; j < p; j++) xv[j] = ld4(FT + j * n + i);
+            else
+                for (int64_t j = 0; j < p; j++)
+                    xv[j] = (v4d){F[s[0] * p + j], F[s[1] * p + j], F[s[2] * p + j], F[s[3] * p + j]};
+            v4d mx = splat4(-INFINITY);
+            int64_t c = 0;
+            for (; c + 4 <= C; c += 4) {  /* four classes at once: four independent sums */
+                const double *W0 = W + c * p, *W1 = W0 + p, *W2 = W1 + p, *W3 = W2 + p;
+                v4d a0 = splat4(0.0), a1 = a0, a2 = a0, a3 = a0;
+                for (int64_t j = 0; j < p; j++) {
+                    const v4d xj = xv[j];
+                    a0 += W0[j] * xj;
+                    a1 += W1[j] * xj;
+                    a2 += W2[j] * xj;
+                    a3 += W3[j] * xj;
+                }
+                z[c] = a0; z[c + 1] = a1; z[c + 2] = a2; z[c + 3] = a3;
+                mx = vmax4(vmax4(mx, a0), vmax4(a1, vmax4(a2, a3)));
+            }
+            for (; c < C; c++) {
+                const double *Wc = W + c * p;
+                v4d a = splat4(0.0);
+                for (int64_t j = 0; j < p; j++) a += Wc[j] * xv[j];
+                z[c] = a;
+                mx = vmax4(mx, a);
+            }
+            v4d sum = splat4(0.0), zy;
+            for (int64_t c = 0; c < C; c++) {
+                e[c] = vexp_nonpos(z[c] - mx);
+                sum += e[c];
+            }
+            const double *zl = (const double *)z;
+            for (int q = 0; q < 4; q++) {
+                zy[q] = zl[4 * y[s[q]] + q];
+                if (!(mx[q] - mx[q] == 0.0) || !(sum[q] - sum[q] == 0.0)) finite = 0;  /* inf or nan */
+            }
+            const v4d lse = mx + (v4d){log(sum[0]), log(sum[1]), log(sum[2]), log(sum[3])};
+            ce += w * (lse - zy);
+            const v4d inv = w / sum;
+            for (int64_t c = 0; c < C; c++) e[c] *= inv;
+            double *el = (double *)e;  /* p - onehot(y), lane by lane */
+            for (int q = 0; q < 4; q++) el[4 * y[s[q]] + q] -= w[q];
+            for (c = 0; c + 2 <= C; c += 2) {
+                const v4d g0 = e[c], g1 = e[c + 1];
+                v4d *G0 = acc + c * p, *G1 = G0 + p;
+                for (int64_t j = 0; j < p; j++) {
+                    const v4d xj = xv[j];
+                    G0[j] += g0 * xj;
+                    G1[j] += g1 * xj;
+                }
+            }
+            for (; c < C; c++) {
+                const v4d g = e[c];
+                v4d *Gc = acc + c * p;
+                for (int64_t j = 0; j < p; j++) Gc[j] += g * xv[j];
+            }
+        }
+        double *g = G + r * d, sq = 0.0, ww = 0.0;
+        for (int64_t k = 0; k < d; k++) {
+            const v4d a = acc[k];
+            const double v = ((a[0] + a[1]) + (a[2] + a[3])) / (double)M + ridge * W[k];
+            g[k] = finite ? v : NAN;
+            sq += g[k] * g[k];
+            ww += W[k] * W[k];
+        }
+        const double fr = finite ? ((ce[0] + ce[1]) + (ce[2] + ce[3])) / (double)M + 0.5 * ridge * ww : NAN;
+        if (f) f[r] = fr;
+        if (nrm) nrm[r] = root ? sqrt(sq) : sq;
+        if (flim) bad += !(fr <= flim[r]);
+    }
+    free(acc);
+    return bad;
+}
 """
 
 _I, _P, _D, _C = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
@@ -326,7 +474,8 @@ _SIGNATURES = {
     "sgd_step": [_I] * 3 + [_P] * 5 + [_I] + [_D] * 2 + [_C, _D, _C],
     "sign_step": [_I] * 3 + [_P] * 5 + [_I, _C, _D, _D],
 }
-_RETURNS = {"block_oracle": ctypes.c_int64, "diag_oracle": ctypes.c_int64}
+_RETURNS = {"block_oracle": ctypes.c_int64, "diag_oracle": ctypes.c_int64, "softmax_oracle": ctypes.c_int64}
+_SIGNATURES["softmax_oracle"] = [_I] * 5 + [_P] * 6 + [_I, _D] + [_P] * 4 + [_C] + [_P] * 3
 _SIGNATURES["block_oracle"] = [_I] * 4 + [_P] * 9 + [_C, _D, _P, _P]
 _SIGNATURES["diag_oracle"] = [_I] * 3 + [_P] * 7 + [_C, _D, _P, _P]
 _FLAGS = ["-O3", "-fPIC", "-fno-math-errno"]  # vector sqrt; IEEE arithmetic otherwise

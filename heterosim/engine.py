@@ -558,6 +558,14 @@ class _FastLoop:
         self.W = torch.empty_like(X0) if scratch and self.frame is None else None
         self.tmp = torch.empty_like(X0) if self.inplace else None
         self.Gs = torch.empty_like(X0) if stochastic else None
+        # minibatch gradients of every row in one fused C call, each row on its seed's draw
+        self.native_mb = None
+        if stochastic and self.frame is None and hasattr(problem, "native_minibatch") \
+                and hasattr(problem, "draw_minibatch"):
+            self.native_mb = problem.native_minibatch(X0)
+            self.which = torch.empty(B, dtype=torch.int64)
+            for slot, (_, rows) in enumerate(s.gens):
+                self.which[rows.cpu()] = slot
         self.lr = s.lr
         self.f_limit = s.f_limit
         self.thr = s.thr
@@ -696,8 +704,11 @@ class _FastLoop:
             g = c.G
             if s.gens is not None:  # one draw per seed, shared by its rows (the plain loop's order)
                 g = self.Gs
-                for gen, rows in s.gens:
-                    g[rows] = problem.stochastic_grad(xa[rows], gen)
+                if self.native_mb is not None:
+                    self.native_mb(xa, g, torch.stack([problem.draw_minibatch(gen) for gen, _ in s.gens]), self.which)
+                else:
+                    for gen, rows in s.gens:
+                        g[rows] = problem.stochastic_grad(xa[rows], gen)
             if inplace:
                 c.state = update_(g, c.state, xa, c.lr, blocks, xb, c.tmp)
             else:  # a pure rule may keep references to its inputs: give it copies we will not overwrite

@@ -344,3 +344,46 @@ def test_problems_with_a_native_oracle_pickle():
     p.native_oracle(X)
     q = pickle.loads(pickle.dumps(p))
     assert torch.equal(q.loss(X), p.loss(X))
+
+
+@pytest.mark.parametrize("kw", [dict(n=37, p=3, C=7, seed=1, ridge=0.01, batch_size=5),
+                                dict(n=64, p=8, C=12, seed=2, batch_size=16)])
+def test_native_softmax_oracle_equals_the_torch_oracle(kw):
+    """The fused softmax oracle (four samples per vector, its own exp) against the torch oracle:
+    full batch and per-row minibatches, a sample count and a class count that are not
+    multiples of 4, frozen rows, the divergence count, and a non-finite row reported as nan."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    p = hs.problems.make("softmax", **kw)
+    gen = torch.Generator().manual_seed(0)
+    X = 2.0 * torch.randn(9, p.d, generator=gen, dtype=torch.float64)
+    with _native.disabled():
+        assert p.native_oracle(X) is None and p.native_minibatch(X) is None
+    f_ref, G_ref = p.loss_and_grad(X)
+    oracle = p.native_oracle(X)
+    G, f, nrm = torch.empty_like(X), X.new_empty(9), X.new_empty(9)
+    limit = f_ref * (1 + 1e-9)
+    limit[4] = f_ref[4] * 0.5
+    assert oracle(X, G, f, nrm, limit) == 1
+    assert float((G - G_ref).abs().max()) <= 1e-14 * float(G_ref.abs().max())
+    np.testing.assert_allclose(f.numpy(), f_ref.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(nrm.numpy(), G_ref.norm(dim=1).numpy(), rtol=1e-14)
+    # minibatches: row r on draw which[r]
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    idx = torch.stack([p.draw_minibatch(g) for g in gens])
+    which = torch.tensor([0, 1, 2, 0, 1, 2, 2, 2, 0])
+    Gm = torch.empty_like(X)
+    p.native_minibatch(X)(X, Gm, idx, which)
+    ref = torch.cat([p.minibatch_grad(X[r:r + 1], idx[which[r]]) for r in range(9)])
+    assert float((Gm - ref).abs().max()) <= 1e-14 * float(ref.abs().max())
+    # frozen rows and a non-finite row
+    frozen = torch.zeros(9, dtype=torch.bool)
+    frozen[[1, 5]] = True
+    X2, prev = X.clone(), X.flip(0).contiguous()
+    X2[3, 0] = math.inf
+    G2, f2 = torch.full_like(X, 7.0), X.new_full((9,), 7.0)
+    assert oracle(X2, G2, f2, None, limit, frozen=frozen, X_prev=prev) == 2  # rows 3 (nan) and 4
+    assert torch.equal(X2[frozen], prev[frozen]) and bool((f2[frozen] == 7.0).all())
+    assert math.isnan(float(f2[3])) and bool(G2[3].isnan().all())
+    live = torch.tensor([0, 2, 6, 7, 8])
+    torch.testing.assert_close(f2[live], f[live], rtol=0, atol=0)

@@ -84,6 +84,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from heterosim import _native
 from heterosim.blocks import Blocks
 from heterosim.problems import register
 from heterosim.problems.base import Problem, check_batch
@@ -375,12 +376,67 @@ class SoftmaxRegression(Problem):
         _, P = _cross_entropy_parts(W, F, y, need_probs=True)
         return _ce_grad(P, F, y).reshape(X.shape) + self.ridge * X
 
+    def draw_minibatch(self, generator: torch.Generator) -> torch.Tensor:
+        """The sample indices of one minibatch: ``batch_size`` of 0..n-1 uniformly without
+        replacement, one draw from ``generator`` (what :meth:`stochastic_grad` uses)."""
+        return torch.randperm(self.n, generator=generator)[: self.batch_size]
+
     def stochastic_grad(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Minibatch gradient on ``batch_size`` samples drawn uniformly without replacement
         (one draw per call from ``generator``, shared by every row of X). Unbiased: every
         sample is in the batch with probability b/n, so E[(1/b) sum_S g_i] = (1/n) sum_i g_i."""
-        idx = torch.randperm(self.n, generator=generator)[: self.batch_size]
-        return self.minibatch_grad(X, idx)
+        return self.minibatch_grad(X, self.draw_minibatch(generator))
+
+    # ------------------------------------------------------------- fused C oracles
+    def _native_kernel(self, X):
+        if X.dim() != 2 or X.shape[1] != self.d or not _native.usable(X):
+            return None
+        k = _native.lib()
+        return None if k is None else k.softmax_oracle
+
+    def native_oracle(self, X: torch.Tensor):
+        """The full-batch oracle as one fused C call (:mod:`heterosim._native`,
+        ``softmax_oracle``) for batches like X, or None where it does not apply (no compiler,
+        kernels off, X not a CPU float64 (B, d) batch). Same interface as
+        :meth:`heterosim.problems.quadratic.BlockQuadratic.native_oracle`:
+        ``oracle(X, G, f, norm=None, f_limit=None, root=True, frozen=None, X_prev=None)``."""
+        kernel = self._native_kernel(X)
+        if kernel is None:
+            return None
+        F, FT, y = self.features.contiguous(), self.features.T.contiguous(), self.labels.contiguous()
+        C, p, n, ridge = self.C, self.p, self.n, self.ridge
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+
+        def oracle(X, G, f, norm=None, f_limit=None, root=True, frozen=None, X_prev=None) -> int:
+            R = X.shape[0]
+            bad = _native.rows(kernel, R, R * n * C * p, C, p, n, X.data_ptr(), F.data_ptr(), FT.data_ptr(),
+                               y.data_ptr(), None, None, 0, ridge, G.data_ptr(), f.data_ptr(), ptr(norm), ptr(f_limit),
+                               int(bool(root)), ptr(frozen), X.data_ptr(), ptr(X_prev))
+            if bad < 0:
+                raise MemoryError("softmax_oracle could not allocate its scratch")
+            return bad
+        oracle.buffers = (F, FT, y)
+        return oracle
+
+    def native_minibatch(self, X: torch.Tensor):
+        """Minibatch gradients of many rows in one fused C call, or None (as :meth:`native_oracle`):
+        ``grads(X, G, idx, which)`` writes into G (R, d) the gradient of row r on the samples
+        idx[which[r]] (idx: (S, m) int64 draws, which: (R,) int64), as :meth:`minibatch_grad`."""
+        kernel = self._native_kernel(X)
+        if kernel is None:
+            return None
+        F, y = self.features.contiguous(), self.labels.contiguous()
+        C, p, n, ridge = self.C, self.p, self.n, self.ridge
+
+        def grads(X, G, idx, which) -> None:
+            R, m = X.shape[0], idx.shape[1]
+            idx, which = idx.contiguous(), which.contiguous()
+            if _native.rows(kernel, R, R * m * C * p, C, p, n, X.data_ptr(), F.data_ptr(), None, y.data_ptr(),
+                            idx.data_ptr(), which.data_ptr(), m, ridge, G.data_ptr(), None, None, None, 0,
+                            None, X.data_ptr(), None) < 0:
+                raise MemoryError("softmax_oracle could not allocate its scratch")
+        grads.buffers = (F, y)
+        return grads
 
     def hvp(self, X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         r"""Hessian-vector products :math:`\nabla^2 f(x_r) v_r` for rows x_r of X and v_r of V:
