@@ -35,14 +35,17 @@ state included, for every registered rule (tests/test_engine_fast.py). The fast 
 - updates in place into buffers the engine owns: each rule's twin ``update_`` (fused
   C kernels for Adam/AdamW, the SGD family and the sign family, :mod:`heterosim._native`;
   torch in-place operations otherwise) writes x + step into a second iterate buffer, and
-  a block quadratic's ``loss_and_grad_into`` does its block product in block-major
-  layout; nothing is allocated per step;
+  the problem's fused C oracle (``native_oracle``: block quadratics, axis-aligned or in
+  their eigenbasis, and softmax regression) writes the gradient, f, ||g|| and the
+  divergence count in one pass, skipping the rows that diverged (their iterate is restored
+  in the same pass); a stochastic softmax run computes every row's minibatch gradient in
+  one call (``native_minibatch``); nothing is allocated per step;
 - does no per-step work beyond the step, the loss (divergence needs it) and the target's
   metric: first hits are read from a ring of the last ``_STOP_CHECK_EVERY`` values at each
   stop check, curves are recorded only on their schedule, and the batch stops as soon as
   every row has hit (early exit);
 - splits the rows into chunks that fit in cache (:data:`CHUNK_BYTES`) where a step is
-  elementwise work, each chunk running all its steps before the next (rows are
+  row-local work (elementwise, or the fused oracle), each chunk running all its steps before the next (rows are
   independent runs; with couplings across rows -- a stochastic oracle shared by a seed's
   rows, or ``stop_when`` -- the chunks advance together);
 - runs rotation-equivariant rules (``opt.equivariant``: the SGD family, block-wise and
@@ -51,7 +54,10 @@ state included, for every registered rule (tests/test_engine_fast.py). The fast 
   and state back at the end.
 
 benchmarks/engine_vs_jax.py measures it against a per-config torch.optim loop, JAX
-(vmap + jit + scan with optax) and the bare block matvec.
+(vmap + jit + scan with optax) and the bare oracle (torch's and the C one). On a 2-core
+EPYC, one thread: the reference sweep (Adam, 128 runs x 500 steps) 173x faster than the
+naive loop and 1.5x faster than warm JAX; the large one (1024 runs, d = 4096) 1.9x faster
+than warm JAX and 1.06x the time of torch.bmm alone.
 """
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ from heterosim.bounds import gradient_density  # noqa: F401  (phi(g), defined on
 __all__ = [
     "HEADLINE_STAT", "block_grad_norms", "block_rms", "grad_heterogeneity", "gradient_density",
     "model_grad_heterogeneity", "flatten_model", "problem_loss_fn", "block_hvp", "lanczos", "gauss_quadrature",
-    "draw_probes", "block_top_eigenvalues", "SLQResult", "block_slq", "spectrum_grid",
+    "draw_probes", "block_top_eigenvalues", "SLQResult", "block_slq", "spectrum_grid", "symlog",
+    "slq_densities",
     "smoothed_density", "exact_block_density", "exact_block_eigenvalues", "js_divergence",
     "js_distance", "js0", "wasserstein1",
 ]
@@ -539,6 +540,22 @@ def _check_sigma2(sigma2) -> float:
     return sigma2
 
 
+_SCALES = ("linear", "symlog")
+
+
+def symlog(values, unit: float) -> torch.Tensor:
+    r"""sign(v) log10(1 + |v| / unit): decades above ``unit`` (> 0), odd and monotone, ~ linear
+    (v / (unit ln 10)) for |v| << unit. nan stays nan. The axis for comparing block spectra
+    that differ by orders of magnitude (``block_slq(..., scale="symlog")``)."""
+    unit = float(unit)
+    if not (unit > 0 and math.isfinite(unit)):
+        raise ValueError(f"the symlog unit must be finite and > 0; got {unit}")
+    v = torch.as_tensor(values)
+    if not v.is_floating_point():
+        v = v.to(torch.float64)
+    return torch.sign(v) * torch.log10(1 + v.abs() / unit)
+
+
 def spectrum_grid(values, sigma2: float = SIGMA2_ZHANG, size: int = 2048) -> torch.Tensor:
     r"""A uniform grid of ``size`` points spanning ``values`` (eigenvalues or Ritz nodes; nan ignored).
 
@@ -654,6 +671,8 @@ class SLQResult:
     sigma2: float
     probe: str
     seed: int
+    scale: str = "linear"     # the axis of grid and densities: eigenvalues, or symlog(eigenvalues, unit)
+    unit: float | None = None  # the symlog unit (None on the linear scale)
 
     def moments(self, k: int) -> torch.Tensor:
         """Quadrature estimates of tr(H_bb^k) / d_b per block and probe: (n, P)."""
@@ -662,7 +681,8 @@ class SLQResult:
 
 def block_slq(loss_fn: Callable, x: torch.Tensor, blocks, steps: int = 100, probes: int = 10,
               sigma2: float = SIGMA2_ZHANG, grid=None, seed: int = 0, probe: str = "gaussian",
-              grid_size: int = 2048, reorth: bool = True, chunk_size: int | None = None) -> SLQResult:
+              grid_size: int = 2048, reorth: bool = True, chunk_size: int | None = None,
+              scale: str = "linear", unit: float | None = None) -> SLQResult:
     r"""Spectral density of every diagonal Hessian block H_bb at x by stochastic Lanczos quadrature.
 
     For probes v^(p) (:func:`draw_probes`), block b runs Lanczos on H_bb from
@@ -677,7 +697,16 @@ def block_slq(loss_fn: Callable, x: torch.Tensor, blocks, steps: int = 100, prob
     Hessian-vector products per Lanczos step (``chunk_size`` products per call to bound
     memory). ``grid``: None for :func:`spectrum_grid` of all blocks' nodes with
     ``grid_size`` points (one common grid, as JS needs). Same ``seed``, same numbers.
+
+    ``scale="symlog"`` smooths and grids the nodes in :func:`symlog` coordinates (decades,
+    sign kept; ``sigma2`` then in decades^2, e.g. 1e-4): blocks whose eigenvalues are orders
+    of magnitude below the largest block's are resolved instead of collapsing into the
+    grid's first cell, where a linear grid makes them look alike (JS near 0) whatever their
+    spectra. ``unit`` (default 1e-8 times the largest |node|): eigenvalues below it in
+    magnitude are treated as about 0. ``nodes`` and ``weights`` stay in eigenvalues.
     """
+    if scale not in _SCALES:
+        raise ValueError(f"unknown scale {scale!r}; allowed: {', '.join(_SCALES)}")
     x = _check_point(x)
     blocks = _as_blocks(blocks, x.numel()).to(x.device)
     if int(steps) < 1 or int(probes) < 1:
@@ -688,12 +717,31 @@ def block_slq(loss_fn: Callable, x: torch.Tensor, blocks, steps: int = 100, prob
                               blocks, _default_tol(x.dtype), keep_q=False)
     nodes, weights = gauss_quadrature(alpha, beta)                                    # (P, n, M)
     nodes, weights = nodes.transpose(0, 1).contiguous(), weights.transpose(0, 1).contiguous()
-    grid = spectrum_grid(nodes, sigma2, grid_size) if grid is None else _check_grid(grid)
-    n, P, M = nodes.shape
-    dens = smoothed_density(nodes.reshape(n, P * M), weights.reshape(n, P * M) / P, grid, sigma2)
+    grid, dens, unit = slq_densities(nodes, weights, sigma2, grid, grid_size, scale, unit)
     return SLQResult(grid=grid, densities=dens, nodes=nodes, weights=weights,
                      steps=torch.tensor([min(int(steps), s) for s in blocks.sizes]),
-                     names=blocks.names, sigma2=sigma2, probe=probe, seed=int(seed))
+                     names=blocks.names, sigma2=sigma2, probe=probe, seed=int(seed), scale=scale, unit=unit)
+
+
+def slq_densities(nodes: torch.Tensor, weights: torch.Tensor, sigma2: float = SIGMA2_ZHANG, grid=None,
+                  grid_size: int = 2048, scale: str = "linear", unit: float | None = None):
+    r"""Block densities from per-probe quadrature rules (``nodes``, ``weights``: (n, P, M), as in
+    :class:`SLQResult`), averaged over the P probes, on one common grid: the last step of
+    :func:`block_slq`, reusable to view the same Lanczos runs on another scale or smoothing
+    without new Hessian products. Returns (grid, densities (n, G), unit or None)."""
+    if scale not in _SCALES:
+        raise ValueError(f"unknown scale {scale!r}; allowed: {', '.join(_SCALES)}")
+    sigma2 = _check_sigma2(sigma2)
+    axis = nodes
+    if scale == "symlog":
+        if unit is None:
+            top = float(torch.nan_to_num(nodes.abs(), nan=0.0).max())
+            unit = 1e-8 * top if top > 0 else 1.0
+        axis = symlog(nodes, unit)
+    grid = spectrum_grid(axis, sigma2, grid_size) if grid is None else _check_grid(grid)
+    n, P, M = nodes.shape
+    dens = smoothed_density(axis.reshape(n, P * M), weights.reshape(n, P * M) / P, grid, sigma2)
+    return grid, dens, (None if scale == "linear" else float(unit))
 
 
 # ---------------------------------------------------------------------------------------------

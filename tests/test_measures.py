@@ -503,6 +503,35 @@ def test_js0_orders_the_zhang_cases_exactly_and_by_slq():
     assert slq[3] > slq[4]
 
 
+def test_symlog_scale_resolves_small_blocks_that_a_linear_grid_merges():
+    """Blocks A (1e-6..1e-5) and A' (1e-4..1e-3) differ by two decades, but next to a block B
+    at 1..1e3 a linear grid puts both into its first cell: JS(A, A') ~ 0. In symlog
+    coordinates they are disjoint (JS distance sqrt(ln 2)), and SLQ's symlog densities match
+    the exact ones (eigen-decomposition) in JS0 and pair by pair."""
+    spectra = [torch.logspace(-6, -5, 10, dtype=F64), torch.logspace(-4, -3, 10, dtype=F64),
+               torch.logspace(0, 3, 10, dtype=F64)]
+    p = BlockQuadratic.from_spectra(spectra, rotate=True, seed=3)
+    lin_grid = M.spectrum_grid(p.spectrum)
+    _, lin = M.js0(M.exact_block_density(spectra, lin_grid), lin_grid)
+    assert float(lin[0, 1]) < 0.01                           # merged by the linear grid
+    res = M.block_slq(M.problem_loss_fn(p), p.x_star, p.blocks, steps=10, probes=4, seed=5,
+                      scale="symlog", sigma2=1e-4)
+    assert res.scale == "symlog" and res.unit == pytest.approx(1e-8 * float(p.spectrum.max()), rel=1e-6)
+    exact = M.exact_block_density([M.symlog(s, res.unit) for s in spectra], res.grid, sigma2=1e-4)
+    js_exact, mat_exact = M.js0(exact, res.grid)
+    js_slq, mat_slq = M.js0(res.densities, res.grid)
+    assert float(mat_exact[0, 1]) == pytest.approx(math.sqrt(M.LN2), rel=1e-3)
+    assert js_slq == pytest.approx(js_exact, abs=0.02)
+    torch.testing.assert_close(mat_slq, mat_exact, rtol=0, atol=0.05)
+    # symlog itself: odd, monotone, decades above the unit
+    v = torch.tensor([-1e3, -1.0, 0.0, 1.0, 1e3], dtype=F64)
+    torch.testing.assert_close(M.symlog(v, 1.0), torch.sign(v) * torch.log10(1 + v.abs()))
+    with pytest.raises(ValueError, match="symlog unit"):
+        M.symlog(v, 0.0)
+    with pytest.raises(ValueError, match="unknown scale"):
+        M.block_slq(M.problem_loss_fn(p), p.x_star, p.blocks, scale="log")
+
+
 def test_wasserstein1_of_shifted_narrow_densities_is_the_shift():
     grid = torch.linspace(0.0, 10.0, 5001, dtype=F64)
     p, q = _gaussian_bump(grid, 2.0, 0.05), _gaussian_bump(grid, 6.5, 0.05)

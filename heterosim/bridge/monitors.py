@@ -134,6 +134,10 @@ def select_hessian_params(model: nn.Module, max_elements: int | None = None,
     return names
 
 
+SYMLOG_SIGMA2 = 1e-4
+"""Smoothing variance of ``js0_symlog``, in decades^2 (a 0.01-decade Gaussian)."""
+
+
 def hessian_measures(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor,
                      params: Sequence[str] | None = None, top_steps: int = 20, slq_steps: int = 30,
                      probes: int = 2, sigma2: float = measures.SIGMA2_ZHANG, seed: int = 0,
@@ -145,7 +149,9 @@ def hessian_measures(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | Non
     ``top_steps`` Lanczos steps), ``top_eig_max_min_ratio`` (max_b / min_b of the
     positive ones) and, with ``slq``, ``js0`` = the mean pairwise JS distance between
     the SLQ block densities (``slq_steps`` steps, ``probes`` probes, smoothing
-    ``sigma2``; :func:`heterosim.measures.block_slq`, :func:`heterosim.measures.js0`).
+    ``sigma2``; :func:`heterosim.measures.block_slq`, :func:`heterosim.measures.js0`) and
+    ``js0_symlog``, the same on the symlog axis (:data:`SYMLOG_SIGMA2`; no extra products),
+    which keeps blocks whose curvature is orders of magnitude below the largest resolved.
     Works on a copy of the model cast to ``dtype`` (float64 by default), with math
     attention; the model itself is untouched. ``params`` default:
     :func:`select_hessian_params` (no embedding tables; at most ``max_elements``
@@ -183,4 +189,8 @@ def hessian_measures(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | Non
         res = measures.block_slq(loss_fn, x0, blocks, steps=slq_steps, probes=probes, sigma2=sigma2,
                                  seed=seed, chunk_size=chunk_size)
         out["js0"] = float(measures.js0(res.densities.detach(), res.grid)[0])
+        # the same Lanczos runs on a symlog axis: blocks far below the largest stay resolved
+        grid, dens, _ = measures.slq_densities(res.nodes.detach(), res.weights.detach(), SYMLOG_SIGMA2,
+                                               scale="symlog")
+        out["js0_symlog"] = float(measures.js0(dens, grid)[0])
     return out

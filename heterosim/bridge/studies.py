@@ -207,7 +207,8 @@ def _start_heterogeneity(model, task: Task, batch: int, device, hessian: bool, h
     out = {f"start_{k}": v for k, v in g.items() if k != "block_grad_norms"}
     if hessian:
         hm = hessian_measures(model, x, m, y, **(hessian_kwargs or {}))
-        out.update(start_js0=hm.get("js0", float("nan")), start_top_eig_ratio=hm["top_eig_max_min_ratio"],
+        out.update(start_js0=hm.get("js0", float("nan")), start_js0_symlog=hm.get("js0_symlog", float("nan")),
+                   start_top_eig_ratio=hm["top_eig_max_min_ratio"],
                    start_top_eig_std_log10=float(np.std(np.log10([v for v in hm["block_top_eig"] if v > 0]))))
     return out
 
