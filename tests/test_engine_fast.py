@@ -387,3 +387,21 @@ def test_native_softmax_oracle_equals_the_torch_oracle(kw):
     assert math.isnan(float(f2[3])) and bool(G2[3].isnan().all())
     live = torch.tensor([0, 2, 6, 7, 8])
     torch.testing.assert_close(f2[live], f[live], rtol=0, atol=0)
+
+
+def test_subclasses_with_their_own_oracle_get_no_c_oracle():
+    """A user subclass that changes the loss keeps its own oracle: the C one would be wrong."""
+    class Shifted(BlockQuadratic):
+        def loss_and_grad(self, X):
+            f, G = super().loss_and_grad(X)
+            return f + 1.0, G
+
+    base = PROBLEMS["unequal"]
+    p = Shifted(base.block_spectra, base.bases, base.x_star, base.f_star, base.init_scale, None)
+    X = p.initial_points([0])
+    assert base.native_oracle(X) is not None or _native.lib() is None
+    assert p.native_oracle(X) is None
+    res = hs.engine.run(p, "adam", [0.01], [0], steps=5, record="loss")
+    plain = hs.engine.run(p, "adam", [0.01], [0], steps=5, record="loss", fast=False)
+    np.testing.assert_allclose(res.losses, plain.losses, rtol=1e-14)
+    np.testing.assert_allclose(res.losses[0, -1], float(p.loss(res.x_final)[0]), rtol=1e-14)

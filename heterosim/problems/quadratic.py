@@ -232,6 +232,8 @@ class BlockQuadratic(Problem):
         and returns the number of rows with not f <= f_limit."""
         if X.dim() != 2 or X.shape[1] != self.d or not _native.usable(X) or _native.lib() is None:
             return None
+        if type(self).loss_and_grad is not BlockQuadratic.loss_and_grad:  # a subclass with its own oracle
+            return None
         if self._native_fn is None:
             self._native_fn = (_native.quadratic_oracle(self.x_star, self.f_star, diag=self._diag) if self.diagonal
                                else _native.quadratic_oracle(self.x_star, self.f_star, blocks=self.block_hessians))
@@ -246,6 +248,12 @@ class BlockQuadratic(Problem):
         layout (n, B, d_b), where the batched matmul reads and writes contiguous matrices. The same
         arithmetic as :meth:`loss_and_grad` up to the rounding of the block product. X has the
         problem's dtype. ``g_sqnorm`` (B,), if given, receives ||G_r||^2."""
+        if type(self).loss_and_grad is not BlockQuadratic.loss_and_grad:  # a subclass's own oracle
+            f, grad = self.loss_and_grad(X)
+            G.copy_(grad)
+            if g_sqnorm is not None:
+                torch.linalg.vecdot(G, G, out=g_sqnorm)
+            return f
         oracle = self.native_oracle(X)
         if oracle is not None and _native.usable(G) and (g_sqnorm is None or _native.usable(g_sqnorm)):
             f = X.new_empty(X.shape[0])

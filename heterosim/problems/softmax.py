@@ -391,6 +391,9 @@ class SoftmaxRegression(Problem):
     def _native_kernel(self, X):
         if X.dim() != 2 or X.shape[1] != self.d or not _native.usable(X):
             return None
+        if type(self).minibatch_grad is not SoftmaxRegression.minibatch_grad \
+                or type(self).loss_and_grad is not SoftmaxRegression.loss_and_grad:
+            return None  # a subclass with an oracle of its own
         k = _native.lib()
         return None if k is None else k.softmax_oracle
 
