@@ -54,6 +54,14 @@ def _need(table: pd.DataFrame, cols: Sequence[str | None], what: str) -> None:
         raise ValueError(f"{what}: the table has no rows")
 
 
+def _by_hue(sub: pd.DataFrame, hue: str, hues):
+    """(h, rows of ``sub`` with hue h) for each h in ``hues`` that has rows, in that order."""
+    for h in hues:
+        g = sub[sub[hue] == h]
+        if not g.empty:
+            yield h, g
+
+
 def _panels(table: pd.DataFrame, facet: str | None, ncols_max: int = 4):
     """One axis per facet value: numbers in ascending order, text in order of appearance."""
     plt = _plt()
@@ -112,10 +120,7 @@ def complexity_curves(table: pd.DataFrame, x: str, y: str = "T", hue: str = "opt
     colors = _colors(hues)
     fig, parts = _panels(table, facet)
     for key, sub, ax in parts:
-        for h in hues:
-            g = sub[sub[hue] == h]
-            if g.empty:
-                continue
+        for h, g in _by_hue(sub, hue, hues):
             grp = g.assign(_y=_finite(g[y])).groupby(x)["_y"]
             med, lo, hi = grp.median(), grp.min(), grp.max()
             xs = med.index.to_numpy(float)
@@ -247,10 +252,7 @@ def head_norm_curves(table: pd.DataFrame, step: str = "step", value: str = "head
     colors = _colors(hues)
     fig, parts = _panels(table, facet)
     for key, sub, ax in parts:
-        for h in hues:
-            g = sub[sub[hue] == h]
-            if g.empty:
-                continue
+        for h, g in _by_hue(sub, hue, hues):
             med = g.assign(_v=_finite(g[value])).groupby(step)["_v"].median()
             ax.plot(med.index, med.to_numpy(), color=colors[h], lw=1.3, label=str(h))
         if bound is not None:
