@@ -5,7 +5,8 @@ fine-tuned on each C-class task with a fresh head.
 
     python experiments/bridge_c6_head_growth.py [--size gpu] [--tiny] [--feature-mean 0]
 
-Writes results/bridge_head_growth/*.parquet (one row per step, optimizer, C).
+Stores its table in the results store, results/bridge_head_growth/ (one row per recorded
+step, optimizer, C; read it with ``heterosim.sweep.load("bridge_head_growth")``).
 """
 import sys
 

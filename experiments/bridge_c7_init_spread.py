@@ -5,8 +5,10 @@ the last layer's FFN gradient against Xiong et al. 2020's trend.
     python experiments/bridge_c7_init_spread.py --size gpu      # realistic widths/depths, --device cuda
     python experiments/bridge_c7_init_spread.py --tiny          # smoke run (seconds)
 
-Writes results/bridge_init_spread/*.parquet (one row per placement, depth, width, seed, init).
-Any further option is passed to ``heterosim bridge init-spread`` and overrides the grid.
+Stores its table in the results store, results/bridge_init_spread/ (one row per placement,
+depth, width, seed, init; read it with ``heterosim.sweep.load("bridge_init_spread")``).
+Any further option is passed to ``heterosim bridge init-spread`` and overrides the grid;
+``--tiny`` uses the command's smoke-run defaults instead of a grid.
 """
 import sys
 

@@ -4,7 +4,8 @@ the task's other classes) at every step of Adam fine-tuning.
 
     python experiments/bridge_c7_spread_finetune.py [--size gpu] [--tiny]
 
-Writes results/bridge_spread_finetune/*.parquet (one row per step and placement).
+Stores its table in the results store, results/bridge_spread_finetune/ (one row per step,
+placement and seed; read it with ``heterosim.sweep.load("bridge_spread_finetune")``).
 """
 import sys
 

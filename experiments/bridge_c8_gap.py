@@ -7,8 +7,8 @@ with --minilm, all-MiniLM-L6-v2.
     heterosim bridge export-hf --src minilm --dst checkpoints/minilm-fp16    # once, before --size gpu
     python experiments/bridge_c8_gap.py --size gpu               # carries MiniLM as a float16 copy
 
-Writes results/bridge_gap/*.parquet (one row per model) and *-runs.parquet (every step of
-the best run per optimizer).
+Stores two tables in the results store: results/bridge_gap/ (one row per model and seed) and
+results/bridge_gap_runs/ (every step of the best run per optimizer), under the same config hash.
 """
 import sys
 

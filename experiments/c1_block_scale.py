@@ -1,4 +1,4 @@
-"""C1: tuned iteration complexity against block-scale heterogeneity (THEORY.md, C1).
+"""C1: tuned iteration complexity against block-scale heterogeneity (docs/theory.md, C1).
 
 Block quadratics H_b = s_b A_b with s_b spread over ``spread`` decades (8 rotated blocks of
 16, within-block condition number 10); block b's initial error scaled by s_b^(-gamma)

@@ -1,4 +1,4 @@
-"""C2: every measured T(eps) against its bound, over random block quadratics (THEORY.md, C2).
+"""C2: every measured T(eps) against its bound, over random block quadratics (docs/theory.md, C2).
 
 Each instance (2-6 blocks of 2-12 coordinates, random scales, condition numbers, rotations
 and initial errors; :func:`heterosim.studies.random_instance`) runs GD, SignGD, steepest

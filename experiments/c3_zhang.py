@@ -1,4 +1,4 @@
-"""C3: Zhang et al.'s block-diagonal quadratics, GD against Adam (THEORY.md, C3).
+"""C3: Zhang et al.'s block-diagonal quadratics, GD against Adam (docs/theory.md, C3).
 
 Four cases with condition number 5000 (4 rotated blocks of 25): 1 heterogeneous (each block
 its own eigenvalue range), 2 homogeneous (each block samples the whole range), 3/4 one shared

@@ -1,4 +1,4 @@
-"""C4: class imbalance and per-class losses (THEORY.md, C4; Kunstner et al. 2024).
+"""C4: class imbalance and per-class losses (docs/theory.md, C4; Kunstner et al. 2024).
 
 Part "diag": Kunstner's model f(W) = sum_k pi_k 1/2 ||w_k||^2 (Zipf frequencies), GD and
 SignGD per-class losses every step beside their closed forms. Part "softmax": the

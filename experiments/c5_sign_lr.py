@@ -1,4 +1,4 @@
-"""C5: SignGD's tuned learning rate against the dimension (THEORY.md, C5; bound B2).
+"""C5: SignGD's tuned learning rate against the dimension (docs/theory.md, C5; bound B2).
 
 One block of d coordinates, log-spaced spectrum [1, 10], N(0, I) initial error (curvature
 and gradient scale per coordinate fixed as d grows), axis-aligned or Haar-rotated. SignGD's

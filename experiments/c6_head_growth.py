@@ -1,4 +1,4 @@
-"""C6: growth of a linear head under sign-based updates (THEORY.md, C6).
+"""C6: growth of a linear head under sign-based updates (docs/theory.md, C6).
 
 Softmax regression (h = 32 features, Zipf class frequencies, 4096 samples, no ridge) trained
 with minibatches at lr 1e-3 for 1500 steps by SignSGD, Signum (beta 0.9 and 0.99) and Adam;

@@ -1,4 +1,4 @@
-"""Hessian-only vs gradient-only heterogeneity: which one slows tuned GD (THEORY.md, Constructions).
+"""Hessian-only vs gradient-only heterogeneity: which one slows tuned GD (docs/theory.md, Constructions).
 
 ``hessian_only``: H_b = s_b A_b with the initial error rescaled so that every block has the
 same gradient norm at x_0; ``gradient_only``: identical blocks H_b = A, the initial error of

@@ -1,4 +1,4 @@
-r"""The bounds of THEORY.md as plain functions of a problem's constants.
+r"""The bounds of docs/theory.md as plain functions of a problem's constants.
 
 Every function is keyword-only, validates its inputs (``ValueError`` on bad input)
 and returns either
@@ -123,7 +123,7 @@ class Bound:
 
     Attributes
     ----------
-    name        THEORY.md label ("B1", "Q3", ...).
+    name        docs/theory.md label ("B1", "Q3", ...).
     iterations  steps sufficient for the metric to reach ``eps`` (``inf`` when the
                 bound never certifies ``eps``; ``nan`` when no ``eps`` was given).
     lr          the step size the bound prescribes: a float, a per-block tuple, or
@@ -976,7 +976,7 @@ def sign_head_growth(*, eta, C, h) -> Bound:
 
     Assumptions: constant step eta, no weight decay.
     Reference: elementary (the triangle inequality per entry); the growth claim of
-    Tomihari & Sato (2025) concerns how close a run comes to it (THEORY.md, C6).
+    Tomihari & Sato (2025) concerns how close a run comes to it (docs/theory.md, C6).
     Proof sketch: |sign(.)| <= 1 entrywise; sum t steps, then ||.||_F <= sqrt(C h) ||.||_max.
     """
     eta = _pos("eta", eta)
@@ -984,6 +984,6 @@ def sign_head_growth(*, eta, C, h) -> Bound:
     return Bound(name="head-growth", iterations=math.nan, lr=eta, metric="head_frob_dist",
                  aggregate="every",
                  statement="||W_t - W_0||_F <= eta t sqrt(C h) for sign-based updates",
-                 reference="elementary (entrywise |sign| <= 1); THEORY.md C6",
+                 reference="elementary (entrywise |sign| <= 1); docs/theory.md C6",
                  form="growth", coef=(eta * math.sqrt(C * h),),
                  constants=(("C", float(C)), ("h", float(h))))

@@ -1,11 +1,134 @@
-"""The ``heterosim`` command."""
+"""The ``heterosim`` command (also ``python -m heterosim``).
+
+Every subcommand checks its arguments before doing any work: a bad value ends the
+command with argparse's usage line and one line saying what was wrong and what is
+allowed (exit status 2). A ``ValueError`` that the library raises later, for a
+combination only the run can detect, is reported as one line
+``heterosim <command>: error: ...`` with exit status 2 too, never as a traceback.
+The argument types and :func:`dispatch` below are shared by every subcommand's parser.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
+from pathlib import Path
 
-__all__ = ["main", "build_parser", "dispatch"]
+__all__ = ["main", "build_parser", "dispatch", "report_error", "CommandError", "positive_int", "nonneg_int",
+           "int_at_least", "positive_float", "finite_float", "jobs_int", "check_distinct", "check_out_folder",
+           "check_new_file"]
+
+
+class CommandError(Exception):
+    """A failure that a command reports as one line ``<prog>: error: ...`` and exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+# ------------------------------------------------------------------ argument types
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+
+
+def int_at_least(low: int, what: str | None = None):
+    """An argparse type: an integer >= ``low``."""
+    what = what or f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        v = _int(text, what)
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {v}")
+        return v
+    parse.__name__ = f"int >= {low}"   # argparse names the type in "invalid <name> value" messages
+    return parse
+
+
+positive_int = int_at_least(1, "a positive integer (>= 1)")
+nonneg_int = int_at_least(0, "a non-negative integer (>= 0)")
+
+
+def jobs_int(text: str) -> int:
+    """An argparse type: worker processes, a positive integer or -1 (all cores)."""
+    v = _int(text, "a positive integer or -1 (all cores)")
+    if v == 0 or v < -1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or -1 (all cores); got {v}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite real number."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (learning rates, clipping thresholds)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}")
+    return v
+
+
+finite_float.__name__ = "finite number"
+positive_float.__name__ = "positive number"
+jobs_int.__name__ = "worker count"
+
+
+# ------------------------------------------------------------- checks after parsing
+def check_distinct(args, *names: str) -> None:
+    """Raise ValueError when a list option repeats a value (``--seeds 0 0``)."""
+    for name in names:
+        vals = getattr(args, name, None)
+        if vals is not None and len(set(vals)) != len(vals):
+            raise ValueError(f"--{name.replace('_', '-')} repeats a value ({' '.join(map(str, vals))}); "
+                             "give each value once")
+
+
+def check_out_folder(path, option: str) -> None:
+    """Raise ValueError when ``path`` exists and is not a folder (it is created otherwise)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{option} {str(p)!r} is a file; give a folder (it is created if missing)")
+
+
+def check_new_file(path, option: str) -> None:
+    """Raise ValueError unless ``path`` can be written as a file: its folder exists and it is
+    not a folder itself."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{option} {str(p)!r} is a folder; give a file name")
+    if not p.parent.is_dir():
+        raise ValueError(f"{option} {str(p)!r}: the folder {str(p.parent)!r} does not exist")
+
+
+# ------------------------------------------------------------------------ commands
+#: The demo's smallest step budget: below about 100 steps no optimizer reaches the C1 and C3
+#: targets, so the T* table is empty and the figures have nothing to draw (checked: 10 steps
+#: fail in the figure, 100 steps give every table and figure).
+MIN_DEMO_STEPS = 100
+
+
+def _validate_demo(args) -> None:
+    if args.steps < MIN_DEMO_STEPS:
+        raise ValueError(f"argument --steps: must be an integer >= {MIN_DEMO_STEPS} (below it no optimizer "
+                         f"reaches the demo's targets and there is nothing to tabulate); got {args.steps}")
+    check_out_folder(args.root, "--root")
+    if args.out is not None:
+        check_new_file(args.out, "--out")
 
 
 def _cmd_demo(args) -> int:
@@ -31,32 +154,42 @@ def _cmd_list(args) -> int:
 
 DELEGATED = {
     "sweep": ("heterosim.sweep", "run an experiment script's grid as a cached, resumable sweep"),
-    "plot": ("heterosim.plots", "draw a study's figures from its stored results"),
+    "plot": ("heterosim.plots", "draw a study's figure from its stored results and print its verdict"),
     "verify": ("heterosim.verify", "check every bound against measured iterations; exits 1 on a violation"),
     "bridge": ("heterosim.bridge.cli", "transformer fine-tuning with the same optimizers and monitors"),
 }
+
+
+def _version() -> str:
+    import heterosim
+    return f"heterosim {heterosim.__version__}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="heterosim", description=(
         "Gradient and Hessian heterogeneity across parameter blocks, and why Adam beats SGD: "
         "synthetic problems, optimizers written once, measured iteration complexity, bounds."))
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="the default study: a reduced C1 + C3 + C2 (optimizers tuned on a "
                                     "block-scale sweep and the Zhang cases, bounds on random instances); "
-                                    "prints T*(eps) and the verdicts, writes results/demo/ (1-3 min on 2 cores)")
-    d.add_argument("--steps", type=int, default=20_000, help="step budget per run (default 20000)")
-    d.add_argument("-j", "--jobs", type=int, default=-1, help="worker processes (default: all cores)")
-    d.add_argument("--out", default=None, help="also write the table as CSV here")
+                                    "prints T*(eps) and the verdicts, writes <root>/demo/ (1-3 min on 2 cores)",
+                       description="The default study: a reduced C1 + C3 + C2. Prints the tuned T*(eps) per "
+                                   "optimizer and problem and the verdicts; writes <root>/demo/table.csv and "
+                                   "<root>/demo/figures/. A second run reuses the stored results.")
+    d.add_argument("--steps", type=positive_int, default=20_000,
+                   help=f"step budget per run, at least {MIN_DEMO_STEPS} (default 20000)")
+    d.add_argument("-j", "--jobs", type=jobs_int, default=-1, help="worker processes (default -1: all cores)")
+    d.add_argument("--out", default=None, help="also write the table as CSV to this file (its folder must exist)")
     d.add_argument("--root", default="results", help="results folder (default results/)")
     d.add_argument("--force", action="store_true", help="recompute instead of reusing stored results")
     d.add_argument("--all-optimizers", action="store_true",
                    help="tune every registered optimizer, not only one representative per family")
-    d.set_defaults(func=_cmd_demo)
+    d.set_defaults(func=_cmd_demo, validate=_validate_demo, _parser=d)
 
     ls = sub.add_parser("list", help="list the registered problems and optimizers")
-    ls.set_defaults(func=_cmd_list)
+    ls.set_defaults(func=_cmd_list, _parser=ls)
 
     # subcommands whose parser lives with their module (heterosim.<module>.cli_main(argv));
     # listed here for --help, dispatched directly by main()
@@ -75,13 +208,40 @@ def main(argv=None) -> int:
 
 
 def dispatch(parser: argparse.ArgumentParser, argv) -> int:
-    """Parse ``argv`` and call the chosen subcommand's ``func`` (help when none is chosen);
-    shared by every ``heterosim`` subcommand parser."""
+    """Parse ``argv`` and run the chosen subcommand (help when none is chosen); shared by
+    every ``heterosim`` subcommand parser.
+
+    A subcommand's parser sets the defaults ``func`` (the command), ``_parser`` (itself, for
+    its usage line) and optionally ``validate(args)``, which checks and completes the parsed
+    arguments before any work: a ValueError there is reported by ``_parser.error`` (usage and
+    one line, exit 2). A ValueError raised by ``func`` is reported as one line
+    ``<prog>: error: ...`` on stderr and gives exit status 2; a :class:`CommandError`
+    likewise, with its own status."""
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    sub = getattr(args, "_parser", parser)
+    validate = getattr(args, "validate", None)
+    if validate is not None:
+        try:
+            validate(args)
+        except ValueError as e:
+            sub.error(str(e))
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as e:
+        report_error(sub.prog, e)
+        return e.code
+    except ValueError as e:
+        report_error(sub.prog, e)
+        return 2
+
+
+def report_error(prog: str, error) -> None:
+    """Print ``<prog>: error: <message>`` as one line on stderr."""
+    msg = " ".join(str(error).split()) or type(error).__name__
+    print(f"{prog}: error: {msg}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

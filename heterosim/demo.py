@@ -3,9 +3,9 @@
 Three cached sweeps (:mod:`heterosim.sweep`) under ``<root>/demo/``:
 
 - ``demo/c1_block_scale``: the block-scale family at spreads of 0, 1 and 2 decades with
-  gamma = 1/2 (equal initial loss per block), T to f - f* <= 1e-4 (f_0 - f*) (THEORY.md C1);
+  gamma = 1/2 (equal initial loss per block), T to f - f* <= 1e-4 (f_0 - f*) (docs/theory.md C1);
 - ``demo/c3_zhang``: the four Zhang et al. cases (kappa = 5000, 4 rotated blocks of 25),
-  T to ||g_t||_2 <= 1e-6 ||g_0||_2 (THEORY.md C3);
+  T to ||g_t||_2 <= 1e-6 ||g_0||_2 (docs/theory.md C3);
 - ``demo/c2_bound_tightness``: six random block quadratics, every bound of C2 checked.
 
 Every optimizer of :data:`DEMO_OPTIMIZERS` is tuned on each C1/C3 problem (C3 without the

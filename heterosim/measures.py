@@ -10,7 +10,7 @@ vector ``x``) and on a torch model (flattened by :func:`flatten_model`):
   parameters through ``torch._foreach_norm``); :func:`grad_heterogeneity` turns them
   into spread statistics of the block RMS r_b = ||g_b||_2 / sqrt(d_b);
   :func:`gradient_density` is phi(g) = ||g||_1^2 / (d ||g||_2^2) in [1/d, 1]
-  (THEORY.md, bound B5: sign descent beats GD per step iff phi(g) > L_inf / (d L_2)).
+  (docs/theory.md, bound B5: sign descent beats GD per step iff phi(g) > L_inf / (d L_2)).
 * **Hessian (block) heterogeneity** (Zhang et al., arXiv 2402.16788): the spectra of
   the diagonal Hessian blocks H_bb. :func:`block_hvp` multiplies by the block-diagonal
   part of the Hessian (forward-over-reverse through ``torch.func``, all blocks and
@@ -35,7 +35,7 @@ log10 r_b -- the spread of the block RMS in decades. Reasons:
    0.62, 0.78, 0.84 and CV 1.25, 1.90, 2.25, while std log10 r_b is 0.65, 1.31, 1.96.
    The log-spread uses every block and grows linearly with the spread.
 3. *It is the knob*: for block scales s_b spread log-uniformly over r decades
-   (THEORY.md, "block scale spread"), std log10 r_b = r sqrt((n + 1) / (12 (n - 1)))
+   (docs/theory.md, "block scale spread"), std log10 r_b = r sqrt((n + 1) / (12 (n - 1)))
    exactly, linear in r, so measured models and synthetic problems sit on one axis.
 4. RMS rather than norm: a block twice as large with the same per-coordinate scale
    has a sqrt(2)-larger norm but is not more heterogeneous; r_b removes d_b.

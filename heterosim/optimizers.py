@@ -34,6 +34,8 @@ Registry: :func:`make` ``(name, **hyper)`` and :func:`names`.
 """
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -100,59 +102,187 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(name: str, **hyper) -> Optimizer:
-    """Build the registered rule ``name`` with hyperparameters ``hyper`` (torch.optim's names)."""
+def make(name: str, /, **hyper) -> Optimizer:
+    """Build the registered rule ``name`` with hyperparameters ``hyper`` (torch.optim's names).
+
+    An :class:`Optimizer` passes through unchanged (hyperparameters then are an error). A
+    keyword the rule does not take is a ``ValueError`` naming it and the ones the rule takes;
+    a value out of range or of the wrong type is a ``ValueError`` naming the hyperparameter,
+    the value given and the values allowed."""
     if isinstance(name, Optimizer):
+        if hyper:
+            raise ValueError(f"got the built optimizer {name!r} and hyperparameters {sorted(hyper)}; pass "
+                             "hyperparameters with a registered name, make(name, **hyper)")
         return name
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; registered optimizers: {', '.join(names())}")
     fn = _REGISTRY[name]
+    allowed = list(inspect.signature(fn).parameters)
+    unknown = sorted(set(hyper) - set(allowed))
+    if unknown:
+        takes = f"it takes: {', '.join(allowed)}" if allowed else "it takes none"
+        lr = ("; the learning rate is not a hyperparameter of the rule: pass it to engine.run(..., lrs=...), "
+              "to update(...) or to RuleOptimizer(..., lr=...)") if "lr" in unknown else ""
+        raise ValueError(f"optimizer {name!r} does not take the hyperparameter{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)}; {takes}{lr}")
     try:
         return fn(**hyper)
-    except TypeError as e:  # unknown keyword
-        import inspect
-        allowed = [p for p in inspect.signature(fn).parameters]
-        raise ValueError(f"optimizer {name!r} got unexpected hyperparameters {sorted(hyper)}; "
-                         f"allowed: {allowed}") from e
+    except TypeError as e:  # every value goes through the checks below, so this is a value no check foresaw
+        raise ValueError(f"optimizer {name!r} could not be built from "
+                         f"{', '.join(f'{k}={v!r}' for k, v in hyper.items())}: {e}") from e
 
 
 # hyperparameters that some rules read from the problem's ground truth
 _FROM_PROBLEM = {"blockwise_gd": {"L": "L_blocks"}, "steepest_linf": {"Linf": "Linf"}}
 
 
+def _needs_problem(name: str, hyper: str, attr: str) -> str:
+    """The advice of the error a rule raises when built without the constant it reads from the problem."""
+    return (f"{name} needs {hyper} (the problem's {attr}); build it with "
+            f"hs.optimizers.for_problem({name!r}, problem), which sets {hyper} = problem.{attr}, and pass "
+            f"that optimizer (not the name {name!r}) to engine.run / engine.tune, or give {hyper}=... to make")
+
+
 def for_problem(name: str, problem, **hyper) -> Optimizer:
     """:func:`make` with the hyperparameters a rule reads from the problem filled in
-    (blockwise_gd: ``L = problem.L_blocks``; steepest_linf: ``Linf = problem.Linf``)."""
+    (blockwise_gd: ``L = problem.L_blocks``; steepest_linf: ``Linf = problem.Linf``).
+
+    Example::
+
+        opt = hs.optimizers.for_problem("blockwise_gd", problem)
+        hs.engine.run(problem, opt, lrs=[1.0])
+    """
+    if isinstance(name, Optimizer):
+        return make(name, **hyper)
     filled = {k: getattr(problem, attr) for k, attr in _FROM_PROBLEM.get(name, {}).items() if k not in hyper}
     return make(name, **filled, **hyper)
 
 
-def validate_lr(lr) -> None:
-    t = torch.as_tensor(lr, dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
-        raise ValueError(f"learning rates must be finite and > 0; got {t.flatten().tolist()[:8]}")
+def validate_lr(lr, name: str = "lrs") -> None:
+    """Check learning rates: a number or an array of numbers, each finite and > 0; otherwise a
+    ``ValueError`` naming the argument ``name``, what was given and what is allowed."""
+    t = check_numbers(name, lr, "a finite number > 0 or an array of them (learning rates)")
+    bad = ~(torch.isfinite(t) & (t > 0))
+    if bool(bad.any()):
+        shown = t.tolist()
+        raise ValueError(f"learning rates must be finite numbers > 0; got {name} = {shown[:8]}"
+                         f"{' ...' if len(shown) > 8 else ''} ({int(bad.sum())} of {len(shown)} not finite and > 0)")
 
 
 # --------------------------------------------------------------------------
-# hyperparameter checks
+# argument checks: every hyperparameter here, and every knob of heterosim.problems, goes
+# through them, so each message has one wording: the argument's name, the value given with
+# its type, and what is allowed ("eps must be a finite number >= 0; got 'abc' (str)")
 # --------------------------------------------------------------------------
+def describe(v) -> str:
+    """A value as an error message shows it: its repr (shortened) and its type."""
+    r = repr(v)
+    return f"{r if len(r) <= 80 else r[:77] + '...'} ({type(v).__name__})"
+
+
+def _range_text(lo, hi, lo_open, hi_open) -> str:
+    if lo is not None and hi is not None:
+        return f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f" {'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        return f" {'<' if hi_open else '<='} {hi:g}"
+    return ""
+
+
+def check_real(name: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+               hi_open: bool = False) -> float:
+    """``v`` as a float when it is a finite real number within the bounds (open or closed);
+    otherwise a ``ValueError`` naming ``name``, the value and type given, and the range allowed.
+    Strings and bools are not numbers here."""
+    x = None
+    if not isinstance(v, (str, bytes, bool, np.bool_)):
+        try:
+            x = float(v)
+        except (TypeError, ValueError, RuntimeError):
+            x = None
+    if (x is None or not math.isfinite(x) or (lo is not None and (x <= lo if lo_open else x < lo))
+            or (hi is not None and (x >= hi if hi_open else x > hi))):
+        raise ValueError(f"{name} must be a finite number{_range_text(lo, hi, lo_open, hi_open)}; got {describe(v)}")
+    return x
+
+
+def check_int(name: str, v, lo: int | None = None, hi: int | None = None) -> int:
+    """``v`` as an int when it is an integer (an integral float such as 4.0 counts) within
+    [lo, hi]; otherwise a ``ValueError`` naming ``name``, what was given and what is allowed."""
+    x = None
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        x = int(v)
+    elif not isinstance(v, (str, bytes, bool, np.bool_)):
+        try:
+            f = float(v)
+            x = int(f) if math.isfinite(f) and f == int(f) else None
+        except (TypeError, ValueError, RuntimeError):
+            x = None
+    if x is None or (lo is not None and x < lo) or (hi is not None and x > hi):
+        allowed = (f" in {lo}..{hi}" if lo is not None and hi is not None else f" >= {lo}" if lo is not None
+                   else f" <= {hi}" if hi is not None else "")
+        raise ValueError(f"{name} must be an integer{allowed}; got {describe(v)}")
+    return x
+
+
+def check_numbers(name: str, v, allowed: str) -> Tensor:
+    """``v`` (a number, a sequence of numbers or a tensor) as a flat float64 CPU tensor; a
+    ``ValueError`` naming ``name``, the value given and ``allowed`` when it holds anything else
+    (text, bools, complex numbers, ragged lists). Ranges are the caller's to check."""
+    if isinstance(v, Tensor):
+        if not (v.dtype.is_complex or v.dtype == torch.bool):
+            return v.detach().to(device="cpu", dtype=torch.float64).flatten()
+    elif not isinstance(v, (str, bytes)):
+        try:
+            a = np.asarray(v)
+        except (TypeError, ValueError, RuntimeError):  # ragged, or not numbers
+            a = None
+        if a is not None and a.dtype.kind in "iuf":
+            return torch.as_tensor(a.astype(np.float64)).flatten()
+    raise ValueError(f"{name} must be {allowed}; got {describe(v)}")
+
+
+def check_flag(name: str, v) -> bool:
+    """``v`` as a bool when it is True or False (or the integer 0 or 1); else a ``ValueError``."""
+    if isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1)):
+        return bool(v)
+    raise ValueError(f"{name} must be True or False; got {describe(v)}")
+
+
+def check_choice(name: str, v, choices):
+    """``v`` when it is one of ``choices``; else a ``ValueError`` listing them."""
+    for c in choices:
+        if isinstance(v, type(c)) and v == c:
+            return c
+    raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {describe(v)}")
+
+
 def _in01(name, v, closed_right=False):
-    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
-    if not ok:
-        raise ValueError(f"{name} must lie in [0, 1{']' if closed_right else ')'}; got {v!r}")
-    return float(v)
+    return check_real(name, v, 0.0, 1.0, hi_open=not closed_right)
 
 
 def _nonneg(name, v):
-    if not v >= 0.0:
-        raise ValueError(f"{name} must be >= 0; got {v!r}")
-    return float(v)
+    return check_real(name, v, 0.0)
 
 
 def _betas(betas, beta2_closed=False):
-    if len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-    return (_in01("beta1", betas[0]), _in01("beta2", betas[1], closed_right=beta2_closed))
+    try:
+        pair = None if isinstance(betas, (str, bytes)) else tuple(betas)
+    except TypeError:
+        pair = None
+    if pair is None or len(pair) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1); got {describe(betas)}")
+    return (_in01("betas[0] (beta1)", pair[0]),
+            _in01("betas[1] (beta2)", pair[1], closed_right=beta2_closed))
+
+
+def _positive_vector(name, v) -> Tensor:
+    """A flat float64 tensor of finite values > 0, one or more (e.g. the constants L_b)."""
+    t = check_numbers(name, v, "finite numbers > 0")
+    if t.numel() == 0 or not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
+        raise ValueError(f"{name} must be finite numbers > 0; got {t.tolist()}")
+    return t
 
 
 def _decay(g, x, weight_decay):
@@ -277,8 +407,10 @@ def _sgd(name, lr_default_momentum):
         mu = _nonneg("momentum", momentum)
         tau = _nonneg("dampening", dampening)
         wd = _nonneg("weight_decay", weight_decay)
+        nesterov = check_flag("nesterov", nesterov)
         if nesterov and (mu <= 0 or tau != 0):
-            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
+            raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0; got momentum={mu:g}, "
+                             f"dampening={tau:g}")
 
         def init(x, blocks):
             return MomentumState(0, torch.zeros_like(x)) if mu else CountState(0)
@@ -330,14 +462,12 @@ def blockwise_gd(L=None) -> Optimizer:
     r"""Block-wise learning rates eta_b = lr / L_b:  x_b <- x_b - (lr / L_b) g_b.
 
     ``L``: the per-block smoothness constants (the problem's ``L_blocks``), one per block.
-    With lr = 1 this is the block-Lipschitz step of THEORY.md B4/Q2 (Nesterov 2012,
+    With lr = 1 this is the block-Lipschitz step of docs/theory.md B4/Q2 (Nesterov 2012,
     block coordinate descent with step 1/L_b, applied to all blocks at once).
     """
     if L is None:
-        raise ValueError("blockwise_gd needs L, the per-block smoothness constants (e.g. problem.L_blocks)")
-    Lt = torch.as_tensor(L, dtype=torch.float64).flatten()
-    if not bool(torch.isfinite(Lt).all()) or bool((Lt <= 0).any()):
-        raise ValueError(f"blockwise_gd needs every L_b finite and > 0; got {Lt.tolist()}")
+        raise ValueError(_needs_problem("blockwise_gd", "L", "L_blocks"))
+    Lt = _positive_vector("L (blockwise_gd's per-block constants L_b)", L)
 
     def init(x, blocks):
         if blocks.n != Lt.numel():
@@ -425,7 +555,7 @@ def signum(beta: float = 0.9, weight_decay: float = 0.0) -> Optimizer:
 def sign_momentum(beta: float = 0.9) -> Optimizer:
     r"""Momentum of the signs (not Signum): m_t = beta m_{t-1} + (1 - beta) sign(g_t) (m_0 = 0),
     x <- x - eta m_t. The step is an average of past sign vectors, so it is no longer a sign;
-    kept apart from :func:`signum` because the two behave differently (THEORY.md C6)."""
+    kept apart from :func:`signum` because the two behave differently (docs/theory.md C6)."""
     b = _in01("beta", beta)
 
     def init(x, blocks):
@@ -453,11 +583,11 @@ def sign_momentum(beta: float = 0.9) -> Optimizer:
 def steepest_linf(Linf=None) -> Optimizer:
     r"""Steepest descent in l_inf with the step of the quadratic upper model:
     x <- x - lr (||g||_1 / L_inf) sign(g). With lr = 1 each step decreases f by at least
-    ||g||_1^2 / (2 L_inf) (THEORY.md B3; Kelner et al. 2014 and Bernstein et al. 2018 use the
+    ||g||_1^2 / (2 L_inf) (docs/theory.md B3; Kelner et al. 2014 and Bernstein et al. 2018 use the
     same l_inf steepest-descent step). ``Linf``: the problem's L_inf (or an upper bound)."""
-    if Linf is None or not (float(Linf) > 0 and float(Linf) < float("inf")):
-        raise ValueError(f"steepest_linf needs Linf, a finite L_inf > 0 (e.g. problem.Linf); got {Linf!r}")
-    Li = float(Linf)
+    if Linf is None:
+        raise ValueError(_needs_problem("steepest_linf", "Linf", "Linf"))
+    Li = check_real("Linf", Linf, 0.0, lo_open=True)
 
     def init(x, blocks):
         return CountState(0)
@@ -626,7 +756,7 @@ def adam_fixed_precond(eps: float = 0.0) -> Optimizer:
     r"""Adam with beta1 = 0, beta2 = 1 and v_0 = g_0^2, the variant Zhang et al. 2024
     (arXiv 2402.16788, Sec. 4) analyse: a fixed diagonal preconditioner
     P = diag(1 / (|g_0| + eps)), x_{t+1} = x_t - eta P g_t. Its rate on a quadratic is set by
-    kappa(P^{1/2} H P^{1/2}) (THEORY.md Q3). A zero first-gradient coordinate needs eps > 0."""
+    kappa(P^{1/2} H P^{1/2}) (docs/theory.md Q3). A zero first-gradient coordinate needs eps > 0."""
     e = _nonneg("eps", eps)
 
     def init(x, blocks):
@@ -656,6 +786,7 @@ def rmsprop(alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0, m
     e = _nonneg("eps", eps)
     wd = _nonneg("weight_decay", weight_decay)
     mu = _nonneg("momentum", momentum)
+    centered = check_flag("centered", centered)
 
     def init(x, blocks):
         z = torch.zeros_like(x)
@@ -777,7 +908,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.rule = make(rule, **hyper) if isinstance(rule, str) else rule
         if hyper and not isinstance(rule, str):
             raise ValueError("pass hyperparameters either to make() or here, not both")
-        validate_lr(lr)
+        validate_lr(lr, "lr")
         self._blocks_how = blocks
         super().__init__(params, dict(lr=lr))
         if names is not None:

@@ -319,16 +319,20 @@ def save(fig, out_dir: str | Path, name: str, dpi: int = PNG_DPI) -> list[Path]:
 # ----------------------------------------------------------------------------- commands
 
 
-def _draw(study: str, stored: str, root, out) -> int:
+def _draw(study: str, stored: str, root, out, prog: str = "heterosim plot") -> int:
+    """Draw ``study``'s figure from ``<root>/<stored>`` into ``out`` and print its verdict;
+    a missing table or a ValueError while drawing is one line ``<prog>: error: ...`` (exit 2)."""
     from heterosim import studies
+    from heterosim.cli import report_error
     from heterosim.sweep import load
     spec = studies.STUDIES[study]
     try:
         table = load(stored, root, ok_only=True)
+        fig = spec.figure(table)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        report_error(prog, e)
         return 2
-    paths = save(spec.figure(table), out, study)
+    paths = save(fig, out, study)
     print(f"figure: {', '.join(str(p) for p in paths)}")
     print(spec.verdict(table))
     return 0
@@ -352,16 +356,31 @@ def _parser(prog: str, default_out: str | None, with_study: bool) -> argparse.Ar
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``heterosim plot STUDY [--root results] [--out DIR] [--quick]``."""
-    args = _parser("heterosim plot", None, True).parse_args(list(argv) if argv is not None else None)
+    parser = _parser("heterosim plot", None, True)
+    args = parser.parse_args(list(argv) if argv is not None else None)
     stored = args.study + ("_quick" if args.quick else "")
+    _check_folders(parser, args, stored)
     out = args.out or str(Path(args.root) / stored / "figures")
-    return _draw(args.study, stored, args.root, out)
+    return _draw(args.study, stored, args.root, out, parser.prog)
+
+
+def _check_folders(parser: argparse.ArgumentParser, args, stored: str) -> None:
+    """Before any work: the results folder must exist and hold the study; --out must not be a file."""
+    if not Path(args.root).is_dir():
+        parser.error(f"--root {args.root!r} is not a folder; give the results folder the study was run into")
+    if not (Path(args.root) / stored).is_dir():
+        parser.error(f"no results for {stored!r} under {args.root!r}; run it first "
+                     f"(heterosim sweep experiments/{args.study}.py{' --quick' if args.quick else ''})")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out!r} is a file; give a folder (it is created if missing)")
 
 
 def figure_script(study: str, default_out: str | Path, argv: Sequence[str] | None = None) -> int:
     """What a ``paper_figs/<study>.py`` script runs: read ``results/<study>/``, write
     ``<out>/<study>.png`` and ``.pdf``, print the verdict."""
-    args = _parser(f"paper_figs/{study}.py", str(default_out), False).parse_args(
-        list(sys.argv[1:] if argv is None else argv))
+    parser = _parser(f"paper_figs/{study}.py", str(default_out), False)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args.study = study
     stored = study + ("_quick" if args.quick else "")
-    return _draw(study, stored, args.root, args.out)
+    _check_folders(parser, args, stored)
+    return _draw(study, stored, args.root, args.out, parser.prog)

@@ -2,7 +2,7 @@ r"""Semidefinite constants of a quadratic: L_inf and the optimal diagonal precon
 
 L_inf = sup_{||u||_inf <= 1} u^T H u
 -------------------------------------
-The l_inf smoothness constant of f = 1/2 x^T H x (THEORY.md, B2). When diag(H) >= 0
+The l_inf smoothness constant of f = 1/2 x^T H x (docs/theory.md, B2). When diag(H) >= 0
 the quadratic is convex in each coordinate separately, so the supremum over the box
 is attained at a vertex u in {-1, 1}^d. Valid values, from tight to loose:
 
@@ -25,7 +25,7 @@ sum(y) is the smallest ||L_vec||_1 of Bernstein et al.'s signSGD theorem.
 
 kappa*: the optimal diagonal preconditioner
 --------------------------------------------
-kappa* = min { kappa : D <= H <= kappa D, D diagonal } (THEORY.md, Q4): the best
+kappa* = min { kappa : D <= H <= kappa D, D diagonal } (docs/theory.md, Q4): the best
 condition number any fixed coordinate-wise scaling reaches. It is quasi-convex in
 (kappa, D) (bisection on kappa, an SDP feasibility each), and dividing by kappa makes
 it one SDP: with s = 1/kappa, max s s.t. s H <= D <= H (Qu, Ye & Zhou 2020,

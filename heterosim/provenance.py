@@ -1,4 +1,5 @@
-"""Provenance of a result: the package version and the git revision of the checkout.
+"""Provenance of a result: the package version, the git revision of the checkout, the
+engine path that ran it and the CPU it ran on.
 
 Every row a sweep writes carries :func:`provenance` (``heterosim_version``,
 ``git_rev``, ``git_dirty``), so a table always says which code produced it
@@ -6,7 +7,11 @@ Every row a sweep writes carries :func:`provenance` (``heterosim_version``,
 checkpoint). The revision is read once per process with ``git rev-parse HEAD`` in
 the package's directory; outside a git checkout (an installed wheel) it is
 ``"unknown"``. ``HETEROSIM_GIT_REV`` in the environment overrides it (useful on
-cluster workers that run from a copy without ``.git``).
+cluster workers that run from a copy without ``.git``). ``engine_path`` names the
+engine's default path in the process that measured the row
+(:func:`heterosim.engine.engine_path`), and ``cpu`` the processor model, since the
+same code may round differently on another path or CPU. The code that decides a row
+(and so its cache key) is recorded by :mod:`heterosim.codekey`.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["version", "git_revision", "git_dirty", "provenance"]
+__all__ = ["version", "git_revision", "git_dirty", "cpu_model", "engine_path", "provenance"]
 
 _GIT_TIMEOUT_S = 5.0  # a broken or slow git must never stall a sweep
 
@@ -54,6 +59,31 @@ def git_dirty() -> bool | None:
     return None if out is None else bool(out)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux, else :mod:`platform`)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def engine_path() -> str:
+    """The engine path this process runs by default (see :func:`heterosim.engine.engine_path`)."""
+    import sys
+    engine = sys.modules.get("heterosim.engine")
+    if engine is None:  # a row measured without the engine (bounds, the bridge)
+        return "none"
+    fn = getattr(engine, "engine_path", None)
+    return fn() if callable(fn) else "unknown"
+
+
 def provenance() -> dict:
-    """``{"heterosim_version", "git_rev", "git_dirty"}`` for a results row."""
-    return {"heterosim_version": version(), "git_rev": git_revision(), "git_dirty": git_dirty()}
+    """``{"heterosim_version", "git_rev", "git_dirty", "engine_path", "cpu"}`` for a results row."""
+    return {"heterosim_version": version(), "git_rev": git_revision(), "git_dirty": git_dirty(),
+            "engine_path": engine_path(), "cpu": cpu_model()}

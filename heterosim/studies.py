@@ -1,4 +1,4 @@
-r"""The measurements behind the claims of THEORY.md, and their analyses.
+r"""The measurements behind the claims of docs/theory.md, and their analyses.
 
 Two halves, kept apart (compute -> table -> figures):
 
@@ -9,7 +9,7 @@ Two halves, kept apart (compute -> table -> figures):
   table, never run an optimizer. :data:`STUDIES` maps each study name to its figure
   and verdict; ``heterosim plot <study>`` and ``paper_figs/*.py`` use it.
 
-Claims (THEORY.md): C1 block-scale spread, C2 bound tightness, C3 Zhang cases, C4 class
+Claims (docs/theory.md): C1 block-scale spread, C2 bound tightness, C3 Zhang cases, C4 class
 imbalance, C5 SignGD learning rate vs dimension, C6 linear-head growth, and the
 Hessian-only vs gradient-only decomposition. Each verdict states its pass criterion
 beside the statistic; a claim that does not reproduce is reported as such.

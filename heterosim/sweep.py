@@ -26,17 +26,30 @@ each finished config's rows to ``<root>/<study>/`` as Parquet:
   atomic on POSIX). All rows of a config live in one chunk, so a config is stored
   whole or not at all; a SIGKILL loses at most the last ``flush_every`` seconds of
   work, which the next run recomputes.
-- **Resume, never duplicate.** When the same config hash appears in several chunks
-  (a ``--force`` re-run, a failed config retried, a compaction interrupted) only the
-  rows of the newest chunk count. A run skips configs whose stored status is
-  ``ok``; failed and missing ones are (re)computed; ``force=True`` recomputes all.
-  After a run the chunks are merged into one (written before the old ones go).
+- **Resume, never duplicate, never stale.** When the same config hash appears in several
+  chunks (a re-run, a failed config retried, a compaction interrupted) only the rows of
+  the newest chunk count. A run skips a config only when its stored status is ``ok``
+  *and* its stored code key equals the current one (:mod:`heterosim.codekey`: the measure
+  function and the data it closes over, the user modules behind it, heterosim's version
+  and source tree, dirty changes included, and the versions of torch, numpy and scipy).
+  Missing, failed and stale configs are (re)computed, and the summary line says how many
+  were recomputed and why (``measure function changed``, ``heterosim source changed``,
+  ...); ``force=True`` recomputes all; ``salt`` starts a fresh key space. After a run the
+  chunks are merged into one (written before the old ones go).
 - **Failures never crash a sweep.** An exception in ``fn`` becomes one row with
   ``status = "failed"`` and the error text; it is retried on the next run.
 - **Provenance.** Every row carries its config, the measured values, ``config_hash``,
   ``row`` (index within its config), ``status``, ``error``, ``seconds`` (time spent in
-  ``fn``), ``time`` (UTC, ISO 8601, when it finished), ``heterosim_version``,
-  ``git_rev`` and ``git_dirty`` (:mod:`heterosim.provenance`).
+  ``fn``), ``time`` (UTC, ISO 8601, when it finished), ``heterosim_version``, the code
+  key and its parts (``code_key``, ``fn_hash``, ``module_hash``, ``source_hash``,
+  ``lib_versions``), ``git_rev``, ``git_dirty``, ``engine_path`` and ``cpu``
+  (:mod:`heterosim.provenance`).
+- **Registrations travel.** Rules and problems registered outside heterosim (in the
+  script, notebook or experiment module) are sent with every task and registered in the
+  worker before ``fn`` runs, so ``-j N`` and Dask know them as this process does.
+- **No orphans.** A local worker (loky, or a local Dask cluster) watches the process
+  that submitted its tasks and exits within a second of its death, so a SIGKILLed
+  sweep leaves no workers behind.
 
 One writer per study at a time: two concurrent sweeps of one study are safe for
 the stored rows (newest chunk wins) but may compute a config twice.
@@ -66,6 +79,7 @@ Command line: ``heterosim sweep SCRIPT [-j N] [--scheduler ADDRESS|local] [--for
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import hashlib
 import importlib.util
@@ -84,12 +98,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from heterosim.codekey import PART_COLUMNS, CodeParts, code_parts, describe_changes
+
 __all__ = ["run", "expand", "config_hash", "load", "study_dir", "strip_volatile", "Store",
            "load_experiment", "cli_main", "script_main", "META_COLUMNS", "VOLATILE_COLUMNS"]
 
 #: Columns every row gets besides its config and measured values.
-META_COLUMNS = ("config_hash", "row", "status", "error", "seconds", "time",
-                "heterosim_version", "git_rev", "git_dirty")
+META_COLUMNS = ("config_hash", "row", "status", "error", "seconds", "time", "heterosim_version",
+                *PART_COLUMNS, "git_rev", "git_dirty", "engine_path", "cpu")
 #: Columns that differ between two runs of the same sweep (timings).
 VOLATILE_COLUMNS = ("seconds", "time")
 FLUSH_EVERY_S = 0.5   # the most finished work (in seconds) a SIGKILL can cost
@@ -271,10 +287,69 @@ def _set_threads(threads):
     return prev
 
 
-def _call(fn: Callable, config: dict, chash: str, threads: int | None) -> list[dict]:
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What travels with every task besides ``fn`` and its config: the code-key columns
+    (computed once, in the submitting process), the user's registrations (so a rule or
+    problem registered in a script exists in every worker) and the submitting process's
+    pid (a local worker exits when that process is gone)."""
+
+    meta: dict
+    registrations: dict = dataclasses.field(default_factory=dict)
+    parent_pid: int | None = None
+
+
+def _user_registrations() -> dict:
+    """``{(kind, name): factory}`` for every optimizer and problem registered outside
+    heterosim (in a user's script, notebook or experiment module)."""
+    from heterosim import optimizers, problems
+    out = {}
+    for kind, registry in (("optimizer", optimizers._REGISTRY), ("problem", problems._REGISTRY)):
+        for name, factory in registry.items():
+            mod = getattr(factory, "__module__", None) or ""
+            if mod != "heterosim" and not mod.startswith("heterosim."):
+                out[(kind, name)] = factory
+    return out
+
+
+def _install_registrations(registrations: dict) -> None:
+    """In a worker: register what the submitting process had registered (names the worker
+    knows already, e.g. because unpickling imported the user's module, stay as they are)."""
+    if not registrations:
+        return
+    from heterosim import optimizers, problems
+    registries = {"optimizer": optimizers._REGISTRY, "problem": problems._REGISTRY}
+    for (kind, name), factory in registrations.items():
+        registries[kind].setdefault(name, factory)
+
+
+_WATCHED: set[int] = set()
+_WATCH_EVERY_S = 0.5
+
+
+def _watch_parent(pid: int | None) -> None:
+    """In a local worker process: exit as soon as the submitting process ``pid`` is gone
+    (a SIGKILLed sweep would otherwise leave its loky or Dask workers behind for minutes)."""
+    if pid is None or pid == os.getpid() or pid in _WATCHED:
+        return
+    _WATCHED.add(pid)
+    import threading
+
+    def watch():
+        while _pid_alive(pid):
+            time.sleep(_WATCH_EVERY_S)
+        os._exit(70)
+
+    threading.Thread(target=watch, name=f"heterosim-watch-{pid}", daemon=True).start()
+
+
+def _call(fn: Callable, config: dict, chash: str, threads: int | None, ctx: _Context | None = None) -> list[dict]:
     """Run ``fn(config)`` and return its finished rows (config + measured + meta).
     Runs in the worker; an exception becomes one 'failed' row."""
     from heterosim.provenance import provenance
+    ctx = ctx or _Context(meta={})
+    _watch_parent(ctx.parent_pid)
+    _install_registrations(ctx.registrations)
     prev = _set_threads(threads)  # torch is loaded already when fn's module uses it (unpickling fn imports it)
     t0 = time.perf_counter()
     cfg_cells = _config_cells(config)
@@ -306,7 +381,8 @@ def _call(fn: Callable, config: dict, chash: str, threads: int | None) -> list[d
         if prev is not None:
             _set_threads(prev)
     seconds = time.perf_counter() - t0
-    meta = dict(config_hash=chash, status=status, error=error, seconds=seconds, time=_now(), **provenance())
+    meta = dict(config_hash=chash, status=status, error=error, seconds=seconds, time=_now(), **provenance(),
+                **ctx.meta)
     for i, row in enumerate(out):
         row.update(meta, row=i)
     return out
@@ -511,21 +587,25 @@ def strip_volatile(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- executors
-def _register_by_value(fn) -> None:
-    """Let worker processes unpickle ``fn`` even when its module (a script, a test file)
-    is not importable there: ship that module's functions by value (cloudpickle)."""
-    mod = sys.modules.get(getattr(fn, "__module__", None) or "")
-    if mod is None or mod.__name__ == "__main__" or "." in mod.__name__:
-        return
-    file = getattr(mod, "__file__", None) or ""
-    if not file or "site-packages" in file or "dist-packages" in file:
-        return
-    if mod.__name__ in getattr(sys, "stdlib_module_names", ()) or mod.__name__ == "heterosim":
-        return
-    for name in ("cloudpickle", "joblib.externals.cloudpickle"):
-        try:
-            cp = importlib.import_module(name)
-        except ImportError:
+def _cloudpickle():
+    """cloudpickle (a dependency of heterosim; joblib's loky uses it too)."""
+    import cloudpickle
+    return cloudpickle
+
+
+def _register_by_value(*objs) -> None:
+    """Let worker processes unpickle ``objs`` (the measure function, the factories of user
+    registrations) even when their module (a script, a test file) is not importable
+    there: pickle that module's functions by value."""
+    cp = _cloudpickle()
+    for obj in objs:
+        mod = sys.modules.get(getattr(obj, "__module__", None) or "")
+        if mod is None or mod.__name__ == "__main__" or "." in mod.__name__:
+            continue  # __main__ goes by value anyway; a package is importable
+        file = getattr(mod, "__file__", None) or ""
+        if not file or "site-packages" in file or "dist-packages" in file:
+            continue
+        if mod.__name__ in getattr(sys, "stdlib_module_names", ()) or mod.__name__ == "heterosim":
             continue
         try:
             cp.register_pickle_by_value(mod)
@@ -533,28 +613,57 @@ def _register_by_value(fn) -> None:
             pass
 
 
-def _serial(fn, todo, threads):
+def _pack(fn, ctx: _Context) -> bytes:
+    """``(fn, ctx)`` as cloudpickle bytes, user modules by value. Tasks carry these bytes
+    and a JSON-like config, so an executor never has to unpickle user code itself (Dask
+    would try plain pickle first, by reference, and fail in a worker that cannot import
+    a script); a blob that cannot be loaded becomes a failed row, not a hung sweep."""
+    _register_by_value(fn, *ctx.registrations.values())
+    return _cloudpickle().dumps((fn, ctx))
+
+
+class _Unloadable:
+    """Stands in for a measure function that could not be unpickled in the worker."""
+
+    def __init__(self, error: BaseException):
+        self.error = f"{type(error).__name__}: {error}"
+
+    def __call__(self, config):
+        raise RuntimeError(f"the worker could not load the measure function or the registrations: {self.error}")
+
+
+def _call_packed(blob: bytes, config: dict, chash: str, threads: int | None, parent_pid: int | None):
+    """:func:`_call` in a worker, from :func:`_pack`'s bytes."""
+    import pickle
+    try:
+        fn, ctx = pickle.loads(blob)
+    except Exception as e:  # noqa: BLE001  (any unpickling error)
+        fn, ctx = _Unloadable(e), _Context(meta={})
+    return _call(fn, config, chash, threads, dataclasses.replace(ctx, parent_pid=parent_pid))
+
+
+def _serial(fn, todo, threads, ctx):
     for chash, cfg in todo:
-        yield _call(fn, cfg, chash, threads)
+        yield _call(fn, cfg, chash, threads, ctx)
 
 
-def _joblib(fn, todo, threads, n_jobs):
+def _joblib(fn, todo, threads, n_jobs, ctx):
     from joblib import Parallel, delayed
-    _register_by_value(fn)
+    blob, me = _pack(fn, ctx), os.getpid()
     try:  # joblib >= 1.4 hands results over as they finish; 1.3 in submission order
         par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered", batch_size=1)
     except ValueError:  # pragma: no cover
         par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=1)
-    yield from par(delayed(_call)(fn, cfg, chash, threads) for chash, cfg in todo)
+    yield from par(delayed(_call_packed)(blob, cfg, chash, threads, me) for chash, cfg in todo)
 
 
-def _dask(fn, todo, threads, n_jobs, scheduler):
+def _dask(fn, todo, threads, n_jobs, scheduler, ctx):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as e:  # pragma: no cover
         raise ValueError("scheduler= needs Dask distributed: pip install 'heterosim[dask]'") from e
     import logging
-    _register_by_value(fn)
+    blob, parent = _pack(fn, ctx), None
     cluster = None
     own_client = True
     if isinstance(scheduler, str) and scheduler == "local":
@@ -562,6 +671,7 @@ def _dask(fn, todo, threads, n_jobs, scheduler):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.WARNING)
         client = Client(cluster)
+        parent = os.getpid()  # local workers: exit with this process
     elif isinstance(scheduler, str):
         client = Client(scheduler)
     elif isinstance(scheduler, Client):
@@ -570,7 +680,9 @@ def _dask(fn, todo, threads, n_jobs, scheduler):
         raise ValueError(f"scheduler must be 'local', an address like 'tcp://host:8786' or a "
                          f"distributed.Client; got {scheduler!r}")
     try:
-        futures = [client.submit(_call, fn, cfg, chash, threads, pure=False) for chash, cfg in todo]
+        [blob_f] = client.scatter([blob], broadcast=True)
+        futures = [client.submit(_call_packed, blob_f, cfg, chash, threads, parent, pure=False)
+                   for chash, cfg in todo]
         for fut in as_completed(futures):
             yield fut.result()
             fut.release()
@@ -581,14 +693,17 @@ def _dask(fn, todo, threads, n_jobs, scheduler):
             cluster.close()
 
 
-def _executor(fn, todo, *, n_jobs, scheduler, threads) -> Iterable[list[dict]]:
+def _executor(fn, todo, *, n_jobs, scheduler, threads, ctx) -> Iterable[list[dict]]:
     if scheduler is not None:
-        return _dask(fn, todo, threads, n_jobs, scheduler)
+        return _dask(fn, todo, threads, n_jobs, scheduler, ctx)
     if n_jobs == 1 or len(todo) <= 1:
-        return _serial(fn, todo, threads)
-    if not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        return _serial(fn, todo, threads, ctx)
+    return _joblib(fn, todo, threads, n_jobs, ctx)
+
+
+def _check_jobs(n_jobs) -> None:
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be a positive integer or -1 (all cores); got {n_jobs!r}")
-    return _joblib(fn, todo, threads, n_jobs)
 
 
 # ----------------------------------------------------------------------------- run
@@ -612,8 +727,14 @@ def run(grid: Mapping | Sequence[Mapping], study: str, fn: Callable[[dict], Any]
         zip: Sequence[Sequence[str]] | None = None, root: str | os.PathLike = "results",
         n_jobs: int = -1, scheduler=None, force: bool = False, threads: int | None = 1,
         progress: bool = True, verbose: bool = True, flush_every: float = FLUSH_EVERY_S,
-        salt: str = "") -> pd.DataFrame:
+        salt: str = "", modules: Sequence = ()) -> pd.DataFrame:
     """Measure every config of ``grid`` with ``fn``, cached under ``<root>/<study>/``.
+
+    A stored row is reused only when its config *and* its code are unchanged: the code
+    key (:mod:`heterosim.codekey`) covers ``fn``'s source and the data it closes over, the
+    user modules behind it (``fn``'s own, ``modules``, and those it names), heterosim's
+    version and source tree, and the versions of torch, numpy and scipy. Rows stored
+    under another code key are recomputed, and the summary says why.
 
     Args:
         grid: a dict of lists or a list of them (see :func:`expand`); ``zip`` pairs keys.
@@ -629,6 +750,12 @@ def run(grid: Mapping | Sequence[Mapping], study: str, fn: Callable[[dict], Any]
         progress: a tqdm bar over the configs to compute; verbose: print a summary.
         flush_every: seconds between chunk writes (0: one chunk per finished config).
         salt: mixed into every config hash (change it to invalidate a study's cache).
+        modules: further modules or source paths whose text decides the rows (the
+            experiment script when ``fn`` is imported from elsewhere).
+
+    Rules and problems registered outside heterosim (``@optimizers.register`` or
+    ``@problems.register`` in a script or notebook) travel with every task, so workers
+    know them too.
 
     Returns the rows of this grid's configs (status ``ok`` and ``failed``) in grid order:
     config columns, measured columns, then :data:`META_COLUMNS`.
@@ -641,22 +768,25 @@ def run(grid: Mapping | Sequence[Mapping], study: str, fn: Callable[[dict], Any]
         raise ValueError(f"fn must be callable (config -> rows); got {fn!r}")
     if not flush_every >= 0:
         raise ValueError(f"flush_every must be >= 0 seconds; got {flush_every!r}")
+    if scheduler is None:
+        _check_jobs(n_jobs)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None (leave torch's setting); got {threads!r}")
     hashes = [config_hash(c, salt) for c in configs]
     keys = list(dict.fromkeys(k for c in configs for k in c))
+    parts = code_parts(fn, modules)
     store = Store(study_dir(study, root))
     store.clean_tmp()
-    stored = store.load()
-    done = set()
-    if not force and not stored.empty:
-        done = set(stored.loc[stored["status"] == "ok", "config_hash"])
-    todo = [(h, c) for h, c in zip_(hashes, configs) if h not in done]
+    todo, reasons = _plan(store.load(), hashes, configs, parts, force)
+    ctx = _Context(meta=parts.columns(), registrations=_user_registrations())
     n_failed, pending, last = 0, [], time.monotonic()
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), desc=study, unit="cfg", leave=False, file=sys.stderr)
     try:
-        for rows in _executor(fn, todo, n_jobs=n_jobs, scheduler=scheduler, threads=threads):
+        for rows in _executor(fn, todo, n_jobs=n_jobs, scheduler=scheduler, threads=threads, ctx=ctx):
             n_failed += rows[0]["status"] != "ok"
             pending.extend(rows)
             if bar is not None:
@@ -671,13 +801,46 @@ def run(grid: Mapping | Sequence[Mapping], study: str, fn: Callable[[dict], Any]
     store.compact()
     table = _order(store.load(), hashes, keys)
     if verbose:
-        print(_summary(study, store.path, len(configs), len(configs) - len(todo), len(todo), n_failed,
-                       table, time.perf_counter() - t0))
+        print(_summary(study, store.path, len(configs), len(todo), reasons, n_failed, table,
+                       time.perf_counter() - t0))
     return table
 
 
-def _summary(study, path, n, cached, computed, failed, table, seconds) -> str:
-    lines = [f"{study}: {n} configs ({cached} cached, {computed} computed, {failed} failed); "
+def _plan(stored: pd.DataFrame, hashes: list[str], configs: list[dict], parts: CodeParts,
+          force: bool) -> tuple[list, dict]:
+    """The configs to compute, and ``{reason: count}`` for those that were stored but are
+    recomputed (stale code key, a failed row, ``force``)."""
+    reasons: dict[str, int] = {}
+    if stored.empty:
+        return list(zip_(hashes, configs)), reasons
+    first = stored.drop_duplicates("config_hash").set_index("config_hash")
+    todo = []
+    for h, cfg in zip_(hashes, configs):
+        if h not in first.index:
+            todo.append((h, cfg))
+            continue
+        rec = first.loc[h].to_dict()
+        why = ["--force"] if force else []
+        if not force:
+            why = describe_changes(rec, parts)
+            if not why and rec.get("status") != "ok":
+                why = ["failed before"]
+        if why:
+            todo.append((h, cfg))
+            key = "; ".join(why)
+            reasons[key] = reasons.get(key, 0) + 1
+    return todo, reasons
+
+
+def _summary(study, path, n, computed, reasons, failed, table, seconds) -> str:
+    """``study: N configs (C cached, K computed: R recomputed [why], M new; F failed); ...``"""
+    recomputed = sum(reasons.values())
+    why = "; ".join(f"{r}: {c}" for r, c in reasons.items())
+    if recomputed:
+        detail = f": {recomputed} recomputed [{why}], {computed - recomputed} new"
+    else:
+        detail = f": {computed} new" if computed else ""
+    lines = [f"{study}: {n} configs ({n - computed} cached, {computed} computed{detail}; {failed} failed); "
              f"{len(table)} rows in {path} [{seconds:.1f} s]"]
     if failed:
         bad = table[table["status"] == "failed"].drop_duplicates("config_hash").head(3)
@@ -745,7 +908,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``heterosim sweep SCRIPT ...``; returns the exit status (1 when a config failed)."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.jobs == 0 or args.jobs < -1:
+        parser.error(f"argument -j/--jobs: must be a positive integer or -1 (all cores); got {args.jobs}")
+    if args.threads < 1:
+        parser.error(f"argument --threads: must be a positive integer; got {args.threads}")
     try:
         mod = load_experiment(args.script)
         grid = _experiment_grid(mod, args.quick)
@@ -757,15 +925,20 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             return 0
         table = run(grid, study, mod.measure, zip=zip_keys, root=args.root, n_jobs=args.jobs,
                     scheduler=args.scheduler, force=args.force, threads=args.threads,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, modules=[mod])
     except ValueError as e:
-        print(f"heterosim sweep: error: {e}", file=sys.stderr)
+        parser.print_usage(sys.stderr)
+        print(f"heterosim sweep: error: {_one_line(e)}", file=sys.stderr)
         return 2
     if hasattr(mod, "summarize"):
         ok = table[table["status"] == "ok"]
         if not ok.empty:
             print(mod.summarize(ok))
     return int((table["status"] != "ok").any())
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def script_main(file: str, argv: Sequence[str] | None = None) -> int:

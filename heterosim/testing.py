@@ -1,11 +1,15 @@
 r"""Hypothesis strategies for heterosim's problems, and helpers to property-test a bound.
 
 For users who want to check their own bound (or their own optimizer against a known
-one) on many random instances, the way heterosim's tests check THEORY.md's bounds.
+one) on many random instances, the way heterosim's tests check docs/theory.md's bounds.
 Needs ``hypothesis`` (the ``dev`` extra: ``pip install heterosim[dev]``).
 
 Strategies (all sizes bounded, every random draw seeded by a drawn integer, so a
-failing example replays exactly):
+failing example replays exactly, and shows how to rebuild it: a drawn problem's ``repr``
+is the call that builds it, spectra or knobs and seed included, e.g.
+``hs.problems.BlockQuadratic.from_spectra([[0.5, 2.0], [10.0]], rotate=True, seed=17, ...)``,
+and a drawn starting point is reported (``hypothesis.note``) as
+``x0 = hs.testing.start_point(<the problem's repr>, seed=..., scale=...)``):
 
 - :func:`block_spectra`: per-block eigenvalues with bounded block count, block sizes and
   global condition number.
@@ -14,7 +18,7 @@ failing example replays exactly):
 - :func:`softmax_problems`: small :class:`~heterosim.problems.softmax.SoftmaxRegression`
   instances (a linear head on Gaussian features, Zipf class frequencies).
 - :func:`seeds`, :func:`initial_points` (starting points for one problem),
-  :func:`with_initial_points` (problem, x0) pairs.
+  :func:`with_initial_points` (problem, x0) pairs; :func:`start_point` rebuilds a drawn point.
 
 Helpers (from :mod:`heterosim.verify`, re-exported here):
 
@@ -54,6 +58,7 @@ from __future__ import annotations
 import math
 
 try:
+    from hypothesis import note
     from hypothesis import strategies as st
 except ImportError as e:  # pragma: no cover - hypothesis is a dev dependency
     raise ImportError("heterosim.testing needs hypothesis: pip install 'heterosim[dev]' "
@@ -65,7 +70,7 @@ from heterosim.verify import (BoundCheck, Start, StepCheck, centred, check_bound
 
 __all__ = [
     "block_spectra", "block_quadratics", "softmax_problems", "seeds", "initial_points",
-    "with_initial_points", "check_bound", "assert_bound_holds", "check_step_inequality",
+    "with_initial_points", "start_point", "check_bound", "assert_bound_holds", "check_step_inequality",
     "assert_step_inequality", "BoundCheck", "StepCheck", "Start", "starts", "centred",
 ]
 
@@ -190,25 +195,42 @@ def softmax_problems(draw, n=(16, 64), p=(2, 6), C=(2, 5), feature_mean=(-1.0, 1
     return synthetic(n=n_, p=p_, C=C_, alpha=a, feature_mean=mean, ridge=rg, blocks=blk, batch_size=bsz, seed=seed)
 
 
+def start_point(problem, seed: int, scale: float) -> torch.Tensor:
+    """x* + scale z (x* = 0 when the problem has none), z ~ N(0, I_d) drawn from ``seed``: the
+    point :func:`initial_points` draws (and reports) for ``seed`` and ``scale``; a (d,) float64 tensor."""
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(problem.d, generator=g, dtype=torch.float64)
+    center = getattr(problem, "x_star", None)
+    center = torch.zeros(problem.d, dtype=torch.float64) if center is None else center
+    return center + scale * z
+
+
+@st.composite
+def _points(draw, problem, lo, hi):
+    seed, s = draw(seeds()), draw(st.floats(lo, hi))
+    note(f"x0 = hs.testing.start_point({problem!r}, seed={seed}, scale={s!r})")
+    return start_point(problem, seed, s)
+
+
 def initial_points(problem, scale=(0.1, 10.0)) -> st.SearchStrategy[torch.Tensor]:
     """Starting points for ``problem``: x* + s z (x* = 0 when the problem has none), z ~ N(0, I_d)
-    from a drawn seed and s drawn in ``scale``; a (d,) float64 tensor."""
+    from a drawn seed and s drawn in ``scale``; a (d,) float64 tensor. A failing example
+    reports the point as ``x0 = hs.testing.start_point(<problem>, seed=..., scale=...)``."""
     lo, hi = _range("scale", scale, 0.0)
-
-    def build(seed, s):
-        g = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(problem.d, generator=g, dtype=torch.float64)
-        center = getattr(problem, "x_star", None)
-        center = torch.zeros(problem.d, dtype=torch.float64) if center is None else center
-        return center + s * z
-
-    return st.builds(build, seeds(), st.floats(lo, hi))
+    return _points(problem, lo, hi)
 
 
 def with_initial_points(problems, scale=(0.1, 10.0)):
     """(problem, x0) pairs: a problem from the strategy ``problems``, a point from
     :func:`initial_points` for it."""
-    return problems.flatmap(lambda prob: initial_points(prob, scale).map(lambda x0: (prob, x0)))
+    lo, hi = _range("scale", scale, 0.0)
+
+    @st.composite
+    def pairs(draw):
+        problem = draw(problems)
+        return problem, draw(_points(problem, lo, hi))
+
+    return pairs()
 
 
 def assert_bound_holds(problem, optimizer, bound, **kwargs) -> BoundCheck:

@@ -1,4 +1,4 @@
-r"""``heterosim verify``: every bound of THEORY.md checked against the engine's measurements.
+r"""``heterosim verify``: every bound of docs/theory.md checked against the engine's measurements.
 
 A bound (:mod:`heterosim.bounds`) is returned beside the measurement it bounds, and
 the two meet here. For each bound and each problem of a suite the optimizer runs at
@@ -1173,7 +1173,7 @@ def check_kunstner(case, budget, cache=None):
 
 def check_head_growth(case, budget, cache=None):
     """Linear-head growth under sign updates: ||W_t - W_0||_F <= eta t sqrt(C h) at every step of
-    every minibatch run, for SignSGD and Signum (beta 0.9) (THEORY.md C6). The tightness is the
+    every minibatch run, for SignSGD and Signum (beta 0.9) (docs/theory.md C6). The tightness is the
     fraction of that ceiling reached at the last step (the quantity claim C6 measures)."""
     p = case.problem
     eta, T = 1e-2, max(50, budget.T // 4)
@@ -1306,23 +1306,30 @@ def cli_main(argv=None) -> int:
     """``heterosim verify [--quick] [--seed S] [--json] [--only B1,Q3] [--detail]``."""
     parser = argparse.ArgumentParser(
         prog="heterosim verify",
-        description=("Check every bound of THEORY.md (B1-B5, S1-S2, Q1-Q5, Kunstner's closed form, the "
+        description=("Check every bound of docs/theory.md (B1-B5, S1-S2, Q1-Q5, Kunstner's closed form, the "
                      "sign-update head growth) against the engine's measurements on a built-in suite of "
                      "problems, at the step size each bound prescribes. Prints one row per (bound, problem) "
                      "with the measured value, the bound, the tightness ratio measured/bound and pass; "
                      "exits with status 1 if any bound is violated."))
+    from heterosim.cli import nonneg_int
     parser.add_argument("--quick", action="store_true", help="smaller suite and budgets (about a quarter of the time)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every instance of the suite (default 0)")
+    parser.add_argument("--seed", type=nonneg_int, default=0,
+                        help="seed of every instance of the suite, an integer >= 0 (default 0)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of row dicts (each with a boolean 'pass')")
     parser.add_argument("--only", default="", help="comma-separated bound names or prefixes to run, e.g. B1,Q3,S2 (B1 also selects B1')")
     parser.add_argument("--detail", action="store_true", help="add the detail column to the printed table")
     parser.add_argument("--progress", action="store_true", help="print the time of each check to stderr")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()] or None
+    bad = [o for o in only or () if not any(n.startswith(o) for n in BOUND_NAMES)]
+    if bad:  # checked here, before the suite is built
+        parser.error(f"--only: unknown bound(s) {', '.join(bad)}; known: {', '.join(BOUND_NAMES)}")
     try:
         df = verify(seed=args.seed, quick=args.quick, only=only, progress=args.progress)
     except ValueError as e:
-        parser.error(str(e))
+        from heterosim.cli import report_error
+        report_error(parser.prog, e)
+        return 2
     failed = int((~df["pass"]).sum())
     if args.json:
         print(json.dumps(rows_as_json(df), indent=1))

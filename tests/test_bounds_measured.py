@@ -1,4 +1,4 @@
-"""Every bound of THEORY.md against the engine's measurements, over hypothesis-generated problems.
+"""Every bound of docs/theory.md against the engine's measurements, over hypothesis-generated problems.
 
 The reference is the bound itself (heterosim.bounds): measured T(eps) at the prescribed step
 size <= the bound's iterations, and the bounded aggregate <= value(T) at every T; per-step

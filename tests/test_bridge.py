@@ -335,26 +335,110 @@ def test_tune_lr_picks_the_smallest_final_loss(digits):
     assert len(res.runs) == res.runs.groupby("lr").size().sum()
 
 
-def test_cli_init_spread_writes_what_the_study_computes(tmp_path):
-    from heterosim.bridge import cli_main
+def test_cli_init_spread_stores_what_the_study_computes_and_reuses_it(tmp_path, monkeypatch):
+    """The command's table goes through the results store (heterosim.sweep): the options are
+    the config, the rows equal a direct call of the study, the same options again compute
+    nothing, a changed option computes once more."""
+    from heterosim import sweep
+    from heterosim.bridge import cli_main, studies
     from heterosim.bridge.studies import init_spread, xiong_last_layer_trend
 
-    assert cli_main(["init-spread", "--depths", "1", "2", "--widths", "16", "--seeds", "0", "--inits", "normal",
-                     "--out", str(tmp_path), "--no-progress"]) == 0
-    files = list(tmp_path.glob("*.parquet"))
-    assert len(files) == 1
-    import pandas as pd
-    got = pd.read_parquet(files[0]).sort_values(["ln", "layers"]).reset_index(drop=True)
+    calls = []
+    real = studies.init_spread
+
+    def counted(**kw):
+        calls.append(kw["seeds"])
+        return real(**kw)
+
+    monkeypatch.setattr(studies, "init_spread", counted)
+    argv = ["init-spread", "--depths", "1", "2", "--widths", "16", "--seeds", "0", "--inits", "normal",
+            "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
+    assert cli_main(argv) == 0 and calls == [[0]]
+    got = sweep.load("bridge_init_spread", tmp_path)
+    stored_at = sorted(got["time"])
+    assert list(got.columns[:7]) == ["device", "seeds", "depths", "widths", "inits", "task", "batch_size"]
+    assert got["depths"].unique().tolist() == ["[1, 2]"] and got["task"].unique().tolist() == ["digits"]
+    assert got["task_run"].unique().tolist() == ["digits_p4"] and (got["status"] == "ok").all()
+    got = got.sort_values(["ln", "layers"]).reset_index(drop=True)
     ref = init_spread(depths=[1, 2], widths=[16], seeds=[0], task=digits_task(patch=4), init="normal",
                       progress=False).sort_values(["ln", "layers"]).reset_index(drop=True)
     assert len(got) == 4
     np.testing.assert_allclose(got["std_log10_rms"], ref["std_log10_rms"], rtol=1e-6)
     assert got["xiong_trend"].tolist() == [xiong_last_layer_trend(r.ln, 16, r.layers) for r in got.itertuples()]
-    # same options again: skipped, the file is untouched
-    mtime = files[0].stat().st_mtime_ns
-    assert cli_main(["init-spread", "--depths", "1", "2", "--widths", "16", "--seeds", "0", "--inits", "normal",
-                     "--out", str(tmp_path), "--no-progress"]) == 0
-    assert files[0].stat().st_mtime_ns == mtime
+    # same options again: read from the store, nothing computed, the stored rows unchanged
+    assert cli_main(argv) == 0 and calls == [[0]]
+    again = sweep.load("bridge_init_spread", tmp_path)
+    assert sorted(again["time"]) == stored_at and again["config_hash"].nunique() == 1
+    # a changed option is a new config of the same study: computed once, stored beside the first
+    changed = list(argv)
+    changed[argv.index("--seeds") + 1] = "1"
+    assert cli_main(changed) == 0 and calls == [[0], [1]]
+    both = sweep.load("bridge_init_spread", tmp_path)
+    assert sorted(both["seeds"].unique()) == ["[0]", "[1]"] and both["config_hash"].nunique() == 2
+    # --force recomputes the same options
+    assert cli_main([*argv, "--force"]) == 0 and calls == [[0], [1], [0]]
+
+
+def test_cli_gap_stores_summary_and_runs_under_one_config(tmp_path, monkeypatch):
+    """gap writes two studies (bridge_gap: one row per model and seed; bridge_gap_runs: every
+    step of the best run per optimizer) from one computation, both keyed by the same config."""
+    from heterosim import sweep
+    from heterosim.bridge import cli_main, studies
+
+    calls = []
+    real = studies.gap
+    monkeypatch.setattr(studies, "gap", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    argv = ["gap", "--task", "digits", "--layers", "1", "--lns", "pre", "--d-model", "8", "--steps", "3",
+            "--pretrain-steps", "0", "--n-lrs", "1", "--no-hessian", "--out", str(tmp_path), "--no-progress",
+            "--device", "cpu"]
+    assert cli_main(argv) == 0 and len(calls) == 1
+    summary, runs = sweep.load("bridge_gap", tmp_path), sweep.load("bridge_gap_runs", tmp_path)
+    assert summary["label"].tolist() == ["tiny-pre-L1"] and summary["layers"].tolist() == ["[1]"]
+    assert summary["layers_run"].tolist() == [1] and summary["classes"].isna().all()
+    assert summary["gap"].iloc[0] == pytest.approx(summary["loss_sgd"].iloc[0] / summary["loss_adam"].iloc[0])
+    assert summary["config_hash"].tolist() == runs["config_hash"].unique().tolist()
+    assert sorted(runs["optimizer"].unique()) == ["adam", "sgd"]
+    assert runs.groupby("optimizer")["step"].max().tolist() == [3, 3]
+    assert cli_main(argv) == 0 and len(calls) == 1        # both tables read from the store
+
+
+def test_cli_tiny_keeps_explicit_values(tmp_path):
+    """--tiny sets defaults only: explicit options win, in the parsed options and in the run."""
+    from heterosim import sweep
+    from heterosim.bridge import cli_main
+    from heterosim.bridge.cli import build_parser
+
+    def resolved(*argv):
+        args = build_parser().parse_args(list(argv))
+        args.validate(args)
+        return args
+
+    tiny = resolved("finetune", "--tiny")
+    assert (tiny.steps, tiny.layers, tiny.d_model, tiny.device, tiny.classes) == (20, 1, 16, "cpu", 10)
+    mixed = resolved("finetune", "--tiny", "--steps", "3", "--layers", "3", "--d-model", "8")
+    assert (mixed.steps, mixed.layers, mixed.d_model) == (3, 3, 8)
+    normal = resolved("finetune", "--task", "synthetic", "--device", "cpu")
+    assert (normal.steps, normal.layers, normal.d_model, normal.classes) == (300, 2, 64, 100)
+    hg = resolved("head-growth", "--tiny", "--classes", "7", "--optimizers", "adam", "sgd")
+    assert (hg.classes, hg.lrs, hg.steps, hg.pretrain_steps) == ([7], [1e-3, 0.1], 40, 20)
+    assert resolved("init-spread", "--tiny", "--depths", "3").depths == [3]
+    assert resolved("init-spread", "--tiny").widths == [16, 32]
+    # the run trains what was asked: 3 steps of a 3-layer, 8-wide model
+    assert cli_main(["finetune", "--tiny", "--steps", "3", "--layers", "3", "--d-model", "8", "--out", str(tmp_path),
+                     "--no-progress"]) == 0
+    t = sweep.load("bridge_finetune", tmp_path)
+    assert t["step"].max() == 3 and set(t["layers_run"]) == {3} and set(t["d_model_run"]) == {8}
+    assert (t["steps"].unique().tolist(), t["model_run"].iloc[0]) == ([3], "tiny-pre-L3-d8")
+
+
+def test_run_experiment_size_and_tiny(capsys):
+    from heterosim.bridge.cli import run_experiment
+
+    assert run_experiment("finetune", {"cpu": {"steps": 5}}, ["--size", "huge"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "heterosim bridge finetune: error: --size takes one of cpu"
+    assert run_experiment("finetune", {"cpu": {"steps": 5}}, ["--size", "cpu", "--tiny"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------- MiniLM

@@ -111,8 +111,11 @@ def test_figure_script_draws_the_quick_table(results, study, tmp_path, monkeypat
 
 def test_missing_results_are_reported_not_raised(tmp_path, capsys):
     from heterosim import plots
-    assert plots.cli_main(["c1_block_scale", "--root", str(tmp_path)]) == 2
-    assert "no results stored" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # argparse-style: usage, one line, exit 2
+        plots.cli_main(["c1_block_scale", "--root", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "no results for 'c1_block_scale'" in err and "Traceback" not in err
     assert math.isnan(studies.fit_slope([1.0], [2.0]))
 
 

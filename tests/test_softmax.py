@@ -391,7 +391,7 @@ def test_stochastic_grad_is_unbiased_and_deterministic():
     (lambda: synthetic(n=10, batch_size=11), "batch_size"),
     (lambda: synthetic(ridge=-1.0), "ridge"),
     (lambda: synthetic(ridge=float("nan")), "ridge"),
-    (lambda: synthetic(blocks="rows"), "unknown blocks"),
+    (lambda: synthetic(blocks="rows"), "blocks must be one of .class., .feature., .class_feature., .single.; got .rows."),
     (lambda: synthetic(p=4, feature_groups=5), "feature_groups"),
     (lambda: synthetic(p=4, feature_groups=[2, 1]), "sum to p"),
     (lambda: synthetic(p=4, feature_groups=2, feature_scales=[1.0]), "feature_scales"),

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from heterosim import sweep
+from heterosim.codekey import PART_COLUMNS
 
 
 def _measure(config):
@@ -86,6 +87,14 @@ def test_bad_study_names_raise_valueerror(tmp_path):
 
 
 # ------------------------------------------------------------------------ storage and resume
+def _counting(fn, calls):
+    """``fn`` that logs its configs in ``calls`` (a list: not part of the code key)."""
+    def counted(c):
+        calls.append(c)
+        return fn(c)
+    return counted
+
+
 def test_serial_table_matches_direct_calls_and_carries_provenance(tmp_path):
     t = sweep.run(GRID, "s", _measure, root=tmp_path, n_jobs=1, progress=False, verbose=False)
     exp = _expected(GRID)
@@ -96,37 +105,43 @@ def test_serial_table_matches_direct_calls_and_carries_provenance(tmp_path):
     assert (t["status"] == "ok").all() and t["time"].str.endswith("+00:00").all()
     assert list(t["config_hash"].unique()) == [sweep.config_hash(c) for c in sweep.expand(GRID)]
     assert len(list((tmp_path / "s").glob("chunk-*.parquet"))) == 1       # compacted
-    # a second run computes nothing and returns the same table
+    # a second run of the same function computes nothing and returns the same table
     calls = []
-    t2 = sweep.run(GRID, "s", lambda c: calls.append(c) or _measure(c), root=tmp_path, n_jobs=1,
-                   progress=False, verbose=False)
-    assert calls == []
-    pd.testing.assert_frame_equal(t2, t)
+    counted = _counting(_measure, calls)
+    t1 = sweep.run(GRID, "s2", counted, root=tmp_path, n_jobs=1, progress=False, verbose=False)
+    assert len(calls) == 6
+    t2 = sweep.run(GRID, "s2", counted, root=tmp_path, n_jobs=1, progress=False, verbose=False)
+    assert len(calls) == 6
+    pd.testing.assert_frame_equal(t2, t1)
 
 
 def test_failed_configs_are_rows_and_only_they_are_retried(tmp_path):
+    state, calls = {"fail": True}, []   # mutable containers are not part of the code key
+
     def flaky(c):
-        if c["seed"] == 1:
+        calls.append(c)
+        if c["seed"] == 1 and state["fail"]:
             raise RuntimeError("boom")
         return _measure(c)
     t = sweep.run(GRID, "f", flaky, root=tmp_path, n_jobs=1, progress=False, verbose=False)
     bad = t[t["status"] == "failed"]
     assert set(bad["seed"]) == {1} and bad["error"].str.contains("RuntimeError: boom").all()
     assert bad["eig"].isna().all()
-    calls = []
-    t2 = sweep.run(GRID, "f", lambda c: calls.append(c) or _measure(c), root=tmp_path, n_jobs=1,
-                   progress=False, verbose=False)
+    state["fail"], calls[:] = False, []
+    t2 = sweep.run(GRID, "f", flaky, root=tmp_path, n_jobs=1, progress=False, verbose=False)
     assert sorted(c["seed"] for c in calls) == [1, 1]
-    pd.testing.assert_frame_equal(sweep.strip_volatile(t2).drop(columns=["error"]),
-                                  sweep.strip_volatile(sweep.run(GRID, "ref", _measure, root=tmp_path, n_jobs=1,
-                                                                 progress=False, verbose=False)).drop(columns=["error"]))
+    ref = sweep.run(GRID, "ref", _measure, root=tmp_path, n_jobs=1, progress=False, verbose=False)
+    other = ["error", *PART_COLUMNS]   # another function: another code key
+    pd.testing.assert_frame_equal(sweep.strip_volatile(t2).drop(columns=other),
+                                  sweep.strip_volatile(ref).drop(columns=other))
 
 
 def test_force_recomputes_and_newest_rows_win(tmp_path):
-    sweep.run(GRID, "g", _measure, root=tmp_path, n_jobs=1, progress=False, verbose=False)
     calls = []
-    t = sweep.run(GRID, "g", lambda c: calls.append(c) or _measure(c), root=tmp_path, n_jobs=1, force=True,
-                  progress=False, verbose=False)
+    counted = _counting(_measure, calls)
+    sweep.run(GRID, "g", counted, root=tmp_path, n_jobs=1, progress=False, verbose=False)
+    calls[:] = []
+    t = sweep.run(GRID, "g", counted, root=tmp_path, n_jobs=1, force=True, progress=False, verbose=False)
     assert len(calls) == 6 and len(t) == 12 and not t.duplicated(["config_hash", "row"]).any()
 
 

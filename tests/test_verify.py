@@ -28,7 +28,7 @@ def test_default_suite_passes(quick_table):
     df = quick_table
     assert list(df.columns) == COLUMNS
     assert bool(df["pass"].all()), df.loc[~df["pass"], ["bound", "problem", "detail"]].to_string()
-    # every bound of THEORY.md has rows (Q1-blind needs the full suite's zhang3/zhang4 pair)
+    # every bound of docs/theory.md has rows (Q1-blind needs the full suite's zhang3/zhang4 pair)
     expected = set(hv.BOUND_NAMES) - {"Q1-blind"}
     assert expected <= set(df["bound"]), expected - set(df["bound"])
     # one row per (bound, problem, optimizer)

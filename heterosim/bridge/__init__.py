@@ -11,7 +11,7 @@
   a short pretraining;
 * :mod:`~heterosim.bridge.monitors` -- per-step gradient/head/logit monitors, scheduled
   block Hessian measures;
-* :mod:`~heterosim.bridge.studies` -- THEORY.md C6 (head growth), C7 (Pre-LN vs Post-LN
+* :mod:`~heterosim.bridge.studies` -- docs/theory.md C6 (head growth), C7 (Pre-LN vs Post-LN
   spread), C8 (heterogeneity vs the SGD-Adam gap);
 * :func:`cli_main` -- ``heterosim bridge ...``.
 """

@@ -17,7 +17,7 @@ Offline tasks (nothing is downloaded):
 * :func:`synthetic_task` -- many-class task with controllable C (up to thousands)
   and class frequencies pi_k proportional to k^(-alpha) (Kunstner et al. 2024's
   heavy tail at alpha = 1); tokens x = m 1 + P_y + noise, with class prototypes P_k
-  and a feature mean m (non-centred features when m != 0, the case of THEORY.md C6).
+  and a feature mean m (non-centred features when m != 0, the case of docs/theory.md C6).
 
 Online: :func:`hf_text_task` loads a Hugging Face dataset by name through the
 ``datasets`` library (real code, not exercised in the tests: the test machines

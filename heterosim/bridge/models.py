@@ -13,7 +13,7 @@ Both end with a final LayerNorm ``ln_f`` before pooling (for Post-LN it re-norma
 an already normalized state; it is kept so that the switch moves nothing but LN_1 and
 LN_2). Features are mean-pooled over the unmasked tokens (or read from a learned
 [CLS] token) and mapped to the C logits by a single ``nn.Linear`` named ``head``:
-z = W h + b, W in R^{C x h}, the linear head of THEORY.md C6.
+z = W h + b, W in R^{C x h}, the linear head of docs/theory.md C6.
 
 Attention is written out, softmax(Q K^T / sqrt(d_head)) V (``attn="math"``), so that
 the model can be differentiated twice: block Hessian-vector products (Zhang et al.

@@ -9,7 +9,7 @@ backward pass):
   r_b = ||g_b|| / sqrt(d_b): ``std_log10_rms``, ``max_min_ratio``, ``cv_rms``,
   ``gini_rms``), the gradient density phi = ||g||_1^2 / (d ||g||_2^2), ||g||_2;
 * the linear head z = W h + b: ||W_t||_F, the distance ||W_t - W_0||_F from its start
-  (THEORY.md C6: for sign methods ||W_t - W_0||_F <= eta t sqrt(C h), since every
+  (docs/theory.md C6: for sign methods ||W_t - W_0||_F <= eta t sqrt(C h), since every
   entry moves by exactly eta per step), ||b_t||;
 * the logits of the batch: mean_i ||z_i||_2 and max_{i,c} |z_ic|.
 

@@ -1,4 +1,4 @@
-r"""The bridge studies (THEORY.md C6-C8), each a function returning a tidy table.
+r"""The bridge studies (docs/theory.md C6-C8), each a function returning a tidy table.
 
 * :func:`init_spread` (C7): Pre-LN vs Post-LN gradient-norm spread at initialization
   over depth L and width d, with the last layer's FFN gradient ||dL/dW^{2,L}||_F beside
@@ -157,7 +157,7 @@ def head_growth(classes: Sequence[int] = (10, 100, 1000), optimizers: Sequence[s
                 lrs: dict | None = None, spec: dict | None = None, steps: int = 300, batch_size: int = 32,
                 seeds: Sequence[int] = (0,), task_kwargs: dict | None = None, device=None, progress: bool = True,
                 record_every: int = 1) -> pd.DataFrame:
-    r"""Linear-head growth during fine-tuning on a synthetic C-class task (THEORY.md C6).
+    r"""Linear-head growth during fine-tuning on a synthetic C-class task (docs/theory.md C6).
 
     For each C, :func:`~heterosim.bridge.data.synthetic_task` (non-centred tokens,
     ``feature_mean`` 1 by default; ``task_kwargs`` override) and each optimizer at its
@@ -217,7 +217,7 @@ def gap(models: dict[str, tuple[dict, Task]], optimizers: Sequence[str] = ("sgd"
         lrs: dict | None = None, n_lrs: int = 4, steps: int = 200, batch_size: int = 32, seeds: Sequence[int] = (0,),
         hessian: bool = True, hessian_kwargs: dict | None = None, hessian_batch: int = 32, device=None,
         progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    r"""Heterogeneity against the SGD-vs-Adam gap (THEORY.md C8).
+    r"""Heterogeneity against the SGD-vs-Adam gap (docs/theory.md C8).
 
     ``models``: label -> (model spec, task) (the task is per model because tokenizers
     differ). For each model: the heterogeneity measures at the start of fine-tuning

@@ -19,16 +19,70 @@ from magic numbers:
 
 and optional ``hessian()`` (dense, where small), ``hvp(X, V)`` and a seeded
 stochastic oracle ``stochastic_grad(X, generator)``.
+
+A problem built by a registered factory (or by
+:meth:`~heterosim.problems.quadratic.BlockQuadratic.from_spectra`) records its ``recipe``,
+the call that rebuilds it, and its ``repr`` is that call: with ``import heterosim as hs``,
+``eval(repr(problem))`` builds an equal problem (a failing property test shows its problem
+this way, seed and all).
+
+Knobs are checked by :func:`check_real`, :func:`check_int`, :func:`check_numbers`,
+:func:`check_flag` and :func:`check_choice` (re-exported here; they live beside
+:func:`heterosim.optimizers.validate_lr`, so hyperparameters and knobs share one wording): a
+bad value is a ``ValueError`` naming the knob, the value given (and its type) and what is allowed.
 """
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from heterosim.blocks import Blocks
+from heterosim.optimizers import check_choice, check_flag, check_int, check_numbers, check_real, describe
 
-__all__ = ["Problem", "check_batch"]
+__all__ = ["Problem", "Recipe", "check_batch", "check_real", "check_int", "check_numbers", "check_flag",
+           "check_choice", "describe", "literal"]
+
+
+class Recipe(NamedTuple):
+    """The call that rebuilds a problem: ``target(*args, **kwargs)``, ``target`` spelled as
+    with ``import heterosim as hs`` (e.g. ``"hs.problems.make"``)."""
+
+    target: str
+    args: tuple
+    kwargs: dict
+
+    def __str__(self) -> str:
+        parts = [literal(a) for a in self.args] + [f"{k}={literal(v)}" for k, v in self.kwargs.items()]
+        return f"{self.target}({', '.join(parts)})"
+
+
+def literal(v: Any) -> str:
+    """Python source that evaluates to ``v``: tensors and arrays as nested lists, floats in
+    their shortest exact form (``float('nan')`` and ``float('inf')`` spelled out), numpy
+    scalars as plain numbers; other objects by their ``repr``."""
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return literal(v.tolist())
+    if isinstance(v, (bool, np.bool_)):
+        return repr(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return repr(int(v))
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        if math.isnan(x):
+            return "float('nan')"
+        if math.isinf(x):
+            return "float('inf')" if x > 0 else "-float('inf')"
+        return repr(x)
+    if isinstance(v, list):
+        return "[" + ", ".join(literal(u) for u in v) + "]"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(literal(u) for u in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(u)}" for k, u in v.items()) + "}"
+    return repr(v)
 
 
 class Problem:
@@ -48,6 +102,7 @@ class Problem:
     Linf_kind: str
     has_oracle: bool = False
     knobs: dict = {}
+    recipe: Recipe | None = None  # the call that rebuilds the problem (module doc), where known
 
     # --------------------------------------------------------------- shape
     @property
@@ -108,8 +163,12 @@ class Problem:
         }
 
     def __repr__(self) -> str:
+        """The call that rebuilds the problem (``eval`` it after ``import heterosim as hs``) when
+        its recipe is known; otherwise its class, name, size and knobs."""
+        if self.recipe is not None:
+            return str(self.recipe)
         knobs = ", ".join(f"{k}={v!r}" for k, v in self.knobs.items())
-        return f"{type(self).__name__}({self.name}: d={self.d}, blocks={self.blocks.n}{', ' + knobs if knobs else ''})"
+        return f"<{type(self).__name__} {self.name}: d={self.d}, blocks={self.blocks.n}{', ' + knobs if knobs else ''}>"
 
 
 def check_batch(problem: Problem, X: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ seed s, z ~ N(0, I_d) is drawn once and the eigen-direction holding the k-th
 smallest eigenvalue of the *whole* spectrum receives z_k (times its block's
 ``init_scale``). Two problems with the same global spectrum, arranged into blocks
 differently, therefore start with the same initial error in eigen-coordinates,
-and GD follows the same loss curve on both (THEORY.md Q1, Zhang cases 3/4).
+and GD follows the same loss curve on both (docs/theory.md Q1, Zhang cases 3/4).
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ import torch
 from heterosim import _native
 from heterosim.blocks import Blocks
 from heterosim.problems import register
-from heterosim.problems.base import Problem, check_batch
+from heterosim.problems.base import (Problem, Recipe, check_batch, check_choice, check_flag, check_int, check_numbers,
+                                     check_real, describe)
 
 __all__ = ["BlockQuadratic", "haar_orthogonal", "zhang_case", "block_scale", "hessian_only",
            "gradient_only", "kunstner_diag", "class_frequencies"]
@@ -130,14 +131,26 @@ class BlockQuadratic(Problem):
             sigma: per-coordinate standard deviation of additive Gaussian gradient noise,
                 a scalar or one value per block (n,); None for no stochastic oracle.
             shared_basis: use one rotation for all blocks (needs equal block sizes).
+
+        The problem's ``repr`` is this call with the values it used (the spectra in float64,
+        the seed, every option that is not the default): ``eval`` it after
+        ``import heterosim as hs`` to rebuild the problem.
         """
         if isinstance(spectra, torch.Tensor) and spectra.dim() == 1:
             spectra = [spectra]
+        if isinstance(spectra, (str, bytes)) or not hasattr(spectra, "__len__"):
+            raise ValueError("spectra must be a list of blocks, each a list of eigenvalues > 0; "
+                             f"got {describe(spectra)}")
         if len(spectra) == 0:
             raise ValueError("spectra must hold at least one block; got an empty list")
+        rotate = check_flag("rotate", rotate)
+        shared_basis = check_flag("shared_basis", shared_basis)
+        seed = check_int("seed", seed)
+        f_star = check_real("f_star", f_star)
+        init_target = check_choice("init_target", init_target, ("error", "grad"))
         spec = []
         for b, s in enumerate(spectra):
-            t = torch.as_tensor(s, dtype=DTYPE).flatten()
+            t = check_numbers(f"spectra[{b}]", s, "eigenvalues > 0")
             if t.numel() == 0:
                 raise ValueError(f"block {b} has no eigenvalues; every block must be non-empty")
             if not bool(torch.isfinite(t).all()):
@@ -148,8 +161,6 @@ class BlockQuadratic(Problem):
             spec.append(t)
         n = len(spec)
         d = sum(len(s) for s in spec)
-        if init_target not in ("error", "grad"):
-            raise ValueError(f"init_target must be 'error' or 'grad'; got {init_target!r}")
         bases = None
         if rotate:
             g = torch.Generator().manual_seed(int(seed))
@@ -161,15 +172,26 @@ class BlockQuadratic(Problem):
             else:
                 bases = [haar_orthogonal(len(s), g) for s in spec]
         if x_star is None:  # a seeded minimiser away from 0, so that weight decay is no accidental help
+            xs_given = None
             x_star = torch.randn(d, generator=torch.Generator().manual_seed(int(seed) + 31337), dtype=DTYPE)
         else:
-            x_star = torch.as_tensor(x_star, dtype=DTYPE).flatten()
-            if x_star.numel() != d:
-                raise ValueError(f"x_star has {x_star.numel()} entries; the spectra define d = {d}")
-        init_scale = _per_block(init_scale, n, "init_scale", default=1.0, positive=True)
+            x_star = xs_given = check_numbers("x_star", x_star, "finite numbers")
+            if x_star.numel() != d or not bool(torch.isfinite(x_star).all()):
+                raise ValueError(f"x_star must be d = {d} finite numbers (d from the spectra); got {x_star.numel()} "
+                                 f"entries{'' if bool(torch.isfinite(x_star).all()) else ', not all finite'}")
+        scale = _per_block(init_scale, n, "init_scale", default=1.0, positive=True)
         sig = None if sigma is None else _per_block(sigma, n, "sigma", default=0.0, positive=False)
-        return cls(spec, bases, x_star, f_star, init_scale, sig, init_target=init_target,
-                   name=name, knobs=knobs, block_names=block_names)
+        problem = cls(spec, bases, x_star, f_star, scale, sig, init_target=init_target,
+                      name=name, knobs=knobs, block_names=block_names)
+        options = dict(x_star=xs_given, f_star=f_star or None,
+                       init_scale=None if init_scale is None else _compact(scale),
+                       init_target=None if init_target == "error" else init_target,
+                       sigma=None if sig is None else _compact(sig),
+                       name=None if name == "quadratic" else name, knobs=knobs,
+                       shared_basis=shared_basis or None, block_names=block_names)
+        problem.recipe = Recipe("hs.problems.BlockQuadratic.from_spectra", ([t.tolist() for t in spec],),
+                                dict(rotate=rotate, seed=seed, **{k: v for k, v in options.items() if v is not None}))
+        return problem
 
     # ---------------------------------------------------------------- oracles
     def _block_matmul_into(self, E: torch.Tensor, out: torch.Tensor, dense, stacked, mats) -> torch.Tensor:
@@ -362,10 +384,15 @@ class BlockQuadratic(Problem):
         return self.x_star + torch.cat(parts)
 
 
+def _compact(t: torch.Tensor):
+    """A per-block value as its recipe shows it: one float when every block has the same value."""
+    return float(t[0]) if bool((t == t[0]).all()) else t.tolist()
+
+
 def _per_block(value, n, what, default, positive):
     if value is None:
         value = default
-    t = torch.as_tensor(value, dtype=DTYPE).flatten()
+    t = check_numbers(what, value, f"a number {'> 0' if positive else '>= 0'} or one per block (n = {n} values)")
     if t.numel() == 1:
         t = t.expand(n).clone()
     if t.numel() != n:
@@ -376,19 +403,9 @@ def _per_block(value, n, what, default, positive):
 
 
 # --------------------------------------------------------------------------
-# Families with knobs (THEORY.md, Constructions)
+# Families with knobs (docs/theory.md, Constructions); every knob is checked by the helpers of
+# heterosim.problems.base, whose errors name the knob, the value and what is allowed
 # --------------------------------------------------------------------------
-def _check_int(name, v, lo):
-    if int(v) != v or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
-    return int(v)
-
-
-def _check_pos(name, v, lo=0.0, strict=True):
-    if not (math.isfinite(v) and (v > lo if strict else v >= lo)):
-        raise ValueError(f"{name} must be finite and {'>' if strict else '>='} {lo}; got {v!r}")
-    return float(v)
-
 
 ZHANG_KAPPA = 5000.0  # Zhang et al. 2024, Sec. 3 (block-diagonal quadratics, condition number 5000)
 
@@ -406,14 +423,14 @@ def zhang_case(case: int = 1, kappa: float = ZHANG_KAPPA, n_blocks: int = 4, blo
       blocks contiguously (3, heterogeneous) or interleaved (4, homogeneous). Same spectrum,
       same initial eigen-coordinates: GD runs identically on 3 and 4.
     """
-    case = _check_int("case", case, 1)
-    if case > 4:
-        raise ValueError(f"case must be 1, 2, 3 or 4; got {case}")
-    n = _check_int("n_blocks", n_blocks, 1)
-    db = _check_int("block_size", block_size, 2)
-    kappa = _check_pos("kappa", kappa, 1.0, strict=False)
+    case = check_int("case", case, 1, 4)
+    n = check_int("n_blocks", n_blocks, 1)
+    db = check_int("block_size", block_size, 2)
+    kappa = check_real("kappa", kappa, 1.0)
+    rotate = check_flag("rotate", rotate)
+    seed = check_int("seed", seed)
     d = n * db
-    g = torch.Generator().manual_seed(int(seed) + 104729)
+    g = torch.Generator().manual_seed(seed + 104729)
     logk = math.log(kappa)
     if case in (3, 4):
         glob = torch.exp(torch.linspace(0.0, logk, d, dtype=DTYPE))
@@ -454,11 +471,12 @@ def block_scale(spread: float = 1.0, gamma: float = 0.5, n_blocks: int = 8, bloc
     spectrum [1, kappa_block] in its own random basis. Gradient and Hessian heterogeneity grow
     together. Block b's initial error is scaled by s_b^(-gamma): gamma = 0 equal error,
     1/2 equal loss per block, 1 equal gradient norm per block (in expectation)."""
-    n = _check_int("n_blocks", n_blocks, 1)
-    db = _check_int("block_size", block_size, 1)
-    spread = _check_pos("spread", spread, 0.0, strict=False)
-    gamma = float(gamma)
-    kappa_block = _check_pos("kappa_block", kappa_block, 1.0, strict=False)
+    n = check_int("n_blocks", n_blocks, 1)
+    db = check_int("block_size", block_size, 1)
+    spread = check_real("spread", spread, 0.0)
+    gamma = check_real("gamma", gamma)
+    kappa_block = check_real("kappa_block", kappa_block, 1.0)
+    rotate, seed = check_flag("rotate", rotate), check_int("seed", seed)
     s = _scales(n, spread)
     base = _base_spectrum(db, kappa_block)
     return BlockQuadratic.from_spectra(
@@ -473,10 +491,11 @@ def hessian_only(spread: float = 1.0, n_blocks: int = 8, block_size: int = 16, k
     """Hessian heterogeneity alone: H_b = s_b A_b as in :func:`block_scale`, and the initial
     error of each block rescaled so that every block has exactly the same gradient norm
     ||H_b e_b|| = 1 at x_0."""
-    n = _check_int("n_blocks", n_blocks, 1)
-    db = _check_int("block_size", block_size, 1)
-    spread = _check_pos("spread", spread, 0.0, strict=False)
-    kappa_block = _check_pos("kappa_block", kappa_block, 1.0, strict=False)
+    n = check_int("n_blocks", n_blocks, 1)
+    db = check_int("block_size", block_size, 1)
+    spread = check_real("spread", spread, 0.0)
+    kappa_block = check_real("kappa_block", kappa_block, 1.0)
+    rotate, seed = check_flag("rotate", rotate), check_int("seed", seed)
     s = _scales(n, spread)
     base = _base_spectrum(db, kappa_block)
     return BlockQuadratic.from_spectra(
@@ -490,10 +509,11 @@ def gradient_only(spread: float = 1.0, n_blocks: int = 8, block_size: int = 16, 
                   rotate: bool = True, seed: int = 0) -> BlockQuadratic:
     """Gradient heterogeneity alone: identical blocks H_b = A (one spectrum, one basis), the
     initial error of block b scaled by s_b = 10^(spread b/(n-1))."""
-    n = _check_int("n_blocks", n_blocks, 1)
-    db = _check_int("block_size", block_size, 1)
-    spread = _check_pos("spread", spread, 0.0, strict=False)
-    kappa_block = _check_pos("kappa_block", kappa_block, 1.0, strict=False)
+    n = check_int("n_blocks", n_blocks, 1)
+    db = check_int("block_size", block_size, 1)
+    spread = check_real("spread", spread, 0.0)
+    kappa_block = check_real("kappa_block", kappa_block, 1.0)
+    rotate, seed = check_flag("rotate", rotate), check_int("seed", seed)
     base = _base_spectrum(db, kappa_block)
     return BlockQuadratic.from_spectra(
         [base] * n, rotate=rotate, seed=seed, shared_basis=True, init_scale=_scales(n, spread),
@@ -503,8 +523,8 @@ def gradient_only(spread: float = 1.0, n_blocks: int = 8, block_size: int = 16, 
 
 def class_frequencies(n_classes: int, alpha: float) -> torch.Tensor:
     """pi_k proportional to k^(-alpha), k = 1..C, normalised to sum to 1 (Zipf-like)."""
-    C = _check_int("n_classes", n_classes, 1)
-    alpha = _check_pos("alpha", alpha, 0.0, strict=False)
+    C = check_int("n_classes", n_classes, 1)
+    alpha = check_real("alpha", alpha, 0.0)
     w = torch.arange(1, C + 1, dtype=DTYPE) ** (-alpha)
     return w / w.sum()
 
@@ -514,13 +534,13 @@ def kunstner_diag(n_classes: int = 16, h: int = 4, alpha: float = 1.0, freqs=Non
     """Kunstner et al. 2024's diagonal model f(W) = sum_k pi_k 1/2 ||w_k||^2, W in R^{C x h}:
     one block per class row, H = diag(pi_k) (x) I_h, x* = 0. GD gives
     w_k(t) = (1 - eta pi_k)^t w_k(0)."""
-    C = _check_int("n_classes", n_classes, 1)
-    h = _check_int("h", h, 1)
+    C = check_int("n_classes", n_classes, 1)
+    h = check_int("h", h, 1)
     if freqs is None:
         pi = class_frequencies(C, alpha)
     else:
-        pi = torch.as_tensor(freqs, dtype=DTYPE).flatten()
-        if pi.numel() != C or bool((pi <= 0).any()):
+        pi = check_numbers("freqs", freqs, f"{C} class frequencies > 0")
+        if pi.numel() != C or not bool(torch.isfinite(pi).all()) or bool((pi <= 0).any()):
             raise ValueError(f"freqs needs {C} positive class frequencies; got {pi.tolist()}")
     return BlockQuadratic.from_spectra(
         [torch.full((h,), float(p), dtype=DTYPE) for p in pi], rotate=False, name="kunstner_diag",
@@ -529,7 +549,11 @@ def kunstner_diag(n_classes: int = 16, h: int = 4, alpha: float = 1.0, freqs=Non
 
 
 @register("quadratic")
-def quadratic(spectra, rotate: bool = True, seed: int = 0, **kw) -> BlockQuadratic:
-    """Any block quadratic from its block spectra (see :meth:`BlockQuadratic.from_spectra`)."""
-    return BlockQuadratic.from_spectra(spectra, rotate=rotate, seed=seed,
-                                       knobs=dict(rotate=rotate, seed=seed), **kw)
+def quadratic(spectra, rotate: bool = True, seed: int = 0, x_star=None, f_star: float = 0.0, init_scale=None,
+              init_target: str = "error", sigma=None, shared_basis: bool = False, block_names=None,
+              name: str = "quadratic") -> BlockQuadratic:
+    """Any block quadratic from its block spectra (the knobs of :meth:`BlockQuadratic.from_spectra`)."""
+    return BlockQuadratic.from_spectra(spectra, rotate=rotate, seed=seed, x_star=x_star, f_star=f_star,
+                                       init_scale=init_scale, init_target=init_target, sigma=sigma,
+                                       shared_basis=shared_basis, block_names=block_names, name=name,
+                                       knobs=dict(rotate=rotate, seed=seed))

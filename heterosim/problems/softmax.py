@@ -87,7 +87,8 @@ import torch
 from heterosim import _native
 from heterosim.blocks import Blocks
 from heterosim.problems import register
-from heterosim.problems.base import Problem, check_batch
+from heterosim.problems.base import (Problem, check_batch, check_choice, check_int, check_numbers, check_real,
+                                     describe)
 
 __all__ = ["SoftmaxRegression", "synthetic", "kunstner", "kunstner_data", "zipf_frequencies",
            "feature_group_bounds", "max_sign_quadratic", "group_sizes", "BLOCKINGS"]
@@ -114,9 +115,12 @@ def group_sizes(p: int, feature_groups) -> tuple[int, ...]:
         q, r = divmod(p, G)
         return tuple(q + 1 if g < r else q for g in range(G))
     try:
-        sizes = tuple(int(s) for s in feature_groups)
-    except TypeError:
-        raise ValueError(f"feature_groups must be an int or a list of group sizes; got {feature_groups!r}") from None
+        if isinstance(feature_groups, (str, bytes)):
+            raise TypeError
+        sizes = tuple(check_int("a feature group size", s, 1) for s in feature_groups)
+    except (TypeError, ValueError):
+        raise ValueError(f"feature_groups must be an int in 1..p = {p} or a list of group sizes (integers >= 1) "
+                         f"summing to p; got {describe(feature_groups)}") from None
     if len(sizes) == 0 or any(s < 1 for s in sizes) or sum(sizes) != p:
         raise ValueError(f"feature group sizes must be >= 1 and sum to p = {p}; got {list(sizes)}")
     return sizes
@@ -125,11 +129,9 @@ def group_sizes(p: int, feature_groups) -> tuple[int, ...]:
 def zipf_frequencies(C: int, alpha: float) -> torch.Tensor:
     r"""Class frequencies :math:`\pi_k \propto k^{-\alpha}`, k = 1..C (float64, sums to 1).
     alpha = 0 is balanced; alpha = 1 is Zipf's law."""
-    if C < 2:
-        raise ValueError(f"need C >= 2 classes; got C = {C}")
-    if not (alpha >= 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a finite number >= 0; got {alpha}")
-    w = torch.arange(1, C + 1, dtype=torch.float64).pow(-float(alpha))
+    C = check_int("C", C, 2)
+    alpha = check_real("alpha", alpha, 0.0)
+    w = torch.arange(1, C + 1, dtype=torch.float64).pow(-alpha)
     return w / w.sum()
 
 
@@ -263,22 +265,16 @@ class SoftmaxRegression(Problem):
         labels = labels.to(torch.int64)
         if C is None:
             C = int(labels.max()) + 1
-        C = int(C)
-        if C < 2:
-            raise ValueError(f"need C >= 2 classes; got C = {C}")
+            if C < 2:
+                raise ValueError(f"need C >= 2 classes; got C = {C} (from the labels: give C or labels of two classes)")
+        C = check_int("C", C, 2)
         if int(labels.min()) < 0 or int(labels.max()) >= C:
             raise ValueError(f"labels must lie in 0..C-1 = 0..{C - 1}; got range "
                              f"{int(labels.min())}..{int(labels.max())}")
-        if not (ridge >= 0 and math.isfinite(ridge)):
-            raise ValueError(f"ridge must be a finite number >= 0; got {ridge}")
-        if blocks not in BLOCKINGS:
-            raise ValueError(f"unknown blocks {blocks!r}; choose one of {', '.join(BLOCKINGS)}")
-        if batch_size is None:
-            batch_size = min(32, n)
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must be an integer in 1..n = 1..{n}; got {batch_size}")
-        if not (init_scale >= 0 and math.isfinite(init_scale)):
-            raise ValueError(f"init_scale must be a finite number >= 0; got {init_scale}")
+        ridge = check_real("ridge", ridge, 0.0)
+        blocks = check_choice("blocks", blocks, BLOCKINGS)
+        batch_size = check_int(f"batch_size (n = {n})", min(32, n) if batch_size is None else batch_size, 1, n)
+        init_scale = check_real("init_scale", init_scale, 0.0)
 
         self.name = name
         self.features, self.labels = features, labels
@@ -553,12 +549,6 @@ class SoftmaxRegression(Problem):
 
 
 # -------------------------------------------------------------------- factories
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
 @register("softmax")
 def synthetic(n: int = 512, p: int = 16, C: int = 10, *, alpha: float = 1.0, feature_mean: float = 0.0,
               feature_groups=1, feature_scales: Sequence[float] | None = None, scale_spread: float = 0.0,
@@ -577,27 +567,26 @@ def synthetic(n: int = 512, p: int = 16, C: int = 10, *, alpha: float = 1.0, fea
     sample is separable. A class may draw no sample when alpha is large; its
     :meth:`~SoftmaxRegression.class_losses` entry is nan.
     """
-    n, p = _check_int("n", n, 1), _check_int("p", p, 1)
-    C = _check_int("C", C, 2)
+    n, p = check_int("n", n, 1), check_int("p", p, 1)
+    C = check_int("C", C, 2)
     pi = zipf_frequencies(C, alpha)
     sizes = group_sizes(p, feature_groups)
     G = len(sizes)
-    if not math.isfinite(feature_mean):
-        raise ValueError(f"feature_mean must be finite; got {feature_mean}")
-    if not (class_sep >= 0 and math.isfinite(class_sep)):
-        raise ValueError(f"class_sep must be a finite number >= 0; got {class_sep}")
+    feature_mean = check_real("feature_mean", feature_mean)
+    class_sep = check_real("class_sep", class_sep, 0.0)
+    scale_spread = check_real("scale_spread (decades)", scale_spread, 0.0)
+    ridge = check_real("ridge", ridge, 0.0)
+    seed = check_int("seed", seed)
     if feature_scales is not None and scale_spread != 0.0:
         raise ValueError("give feature_scales or scale_spread, not both")
     if feature_scales is not None:
-        s = torch.as_tensor(feature_scales, dtype=torch.float64).flatten()
+        s = check_numbers("feature_scales", feature_scales, f"finite numbers > 0, one per feature group (G = {G})")
         if s.numel() != G or not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
             raise ValueError(f"feature_scales must be {G} finite positive numbers (one per feature group); "
                              f"got {list(map(float, s))}")
     else:
-        if not (scale_spread >= 0 and math.isfinite(scale_spread)):
-            raise ValueError(f"scale_spread must be a finite number of decades >= 0; got {scale_spread}")
         s = torch.logspace(0.0, -scale_spread, G, dtype=torch.float64) if G > 1 else torch.ones(1, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(seed)
     labels = torch.multinomial(pi, n, replacement=True, generator=gen)
     noise = torch.randn(n, p, generator=gen, dtype=torch.float64)
     nu = torch.randn(C, p, generator=gen, dtype=torch.float64)
@@ -619,10 +608,11 @@ def kunstner_data(m: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     (class 0 the most frequent; every frequency group holds 2^m samples), inputs of
     dimension p = (m+1) 2^m drawn uniformly on [0, 1) from ``seed``. Returns
     (features (n, p) float64, labels (n,) int64), samples ordered by class."""
-    m = _check_int("m", m, 2)
+    m = check_int("m", m, 2)
+    seed = check_int("seed", seed)
     per_class = torch.cat([torch.full((2 ** i,), 2 ** (m - i), dtype=torch.int64) for i in range(m)])
     labels = torch.repeat_interleave(torch.arange(2 ** m - 1), per_class)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(seed)
     features = torch.rand(m * 2 ** m, (m + 1) * 2 ** m, generator=gen, dtype=torch.float64)
     return features, labels
 
