@@ -154,7 +154,8 @@ def _cmd_list(args) -> int:
 
 DELEGATED = {
     "sweep": ("heterosim.sweep", "run an experiment script's grid as a cached, resumable sweep"),
-    "plot": ("heterosim.plots", "draw a study's figure from its stored results and print its verdict"),
+    "claims": ("heterosim.claims.cli", "print every claim's verdict (C1-C10) from the stored results"),
+    "plot": ("heterosim.claims.cli:plot_main", "draw a claim's figure from its stored results and print its verdict"),
     "verify": ("heterosim.verify", "check every bound against measured iterations; exits 1 on a violation"),
     "bridge": ("heterosim.bridge.cli", "transformer fine-tuning with the same optimizers and monitors"),
 }
@@ -191,19 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the registered problems and optimizers")
     ls.set_defaults(func=_cmd_list, _parser=ls)
 
-    # subcommands whose parser lives with their module (heterosim.<module>.cli_main(argv));
+    # subcommands whose parser lives with their module ("module" runs module.cli_main(argv),
+    # "module:func" runs module.func(argv));
     # listed here for --help, dispatched directly by main()
-    for command, (module, text) in DELEGATED.items():
-        if importlib.util.find_spec(module) is not None:
+    for command, (target, text) in DELEGATED.items():
+        if importlib.util.find_spec(target.split(":")[0]) is not None:
             sub.add_parser(command, help=text, add_help=False)
     return p
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED and importlib.util.find_spec(DELEGATED[argv[0]][0]) is not None:
-        import importlib as _il
-        return int(_il.import_module(DELEGATED[argv[0]][0]).cli_main(argv[1:]) or 0)
+    if argv and argv[0] in DELEGATED:
+        module, _, func = DELEGATED[argv[0]][0].partition(":")
+        if importlib.util.find_spec(module) is not None:
+            import importlib as _il
+            return int(getattr(_il.import_module(module), func or "cli_main")(argv[1:]) or 0)
     return dispatch(build_parser(), argv)
 
 

@@ -28,10 +28,14 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["complexity_curves", "class_loss_curves", "bound_scatter", "head_norm_curves", "grouped_bars",
-           "save", "figure_script", "cli_main", "PNG_DPI"]
+           "save", "figure_script", "cli_main", "paper_style", "mark_unreached", "PNG_DPI", "PAPER_RC"]
 
-PNG_DPI = 80          # small PNGs for the README (each well under 150 kB)
-_PANEL_W, _PANEL_H = 3.5, 2.8
+PNG_DPI = 150         # print resolution for papers (palette-quantised, so still small)
+_PANEL_W, _PANEL_H = 3.4, 2.6   # one panel fits a column of a two-column paper (3.3-3.5 in)
+#: Type sizes readable at column width (8-9 pt, as journals ask), TrueType fonts in PDFs.
+PAPER_RC = {"font.size": 9, "axes.labelsize": 9, "axes.titlesize": 9, "xtick.labelsize": 8,
+            "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 10, "lines.linewidth": 1.4,
+            "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False}
 LOSS_FLOOR = 1e-12    # log-scale loss axes stop 12 decades below the largest loss
 _BOUND_STYLES = ("--", ":", "-.", (0, (5, 2, 1, 2)))
 
@@ -43,6 +47,30 @@ def _plt():
     import matplotlib.pyplot as plt
     return plt
 
+
+def paper_style(fn):
+    """Decorator: draw the figure under :data:`PAPER_RC` (the user's own rcParams are left
+    as they were)."""
+    import functools
+
+    @functools.wraps(fn)
+    def styled(*args, **kwargs):
+        with _plt().rc_context(PAPER_RC):
+            return fn(*args, **kwargs)
+    return styled
+
+
+def mark_unreached(ax, xs, n_unreached, color, label=None) -> None:
+    """Open triangles at the top of ``ax`` above each x where ``n_unreached`` > 0 runs never
+    reached their target (so a figure never hides a censored run)."""
+    import matplotlib.transforms as mtransforms
+    xs, n = np.asarray(xs, float), np.asarray(n_unreached)
+    sel = n > 0
+    if not sel.any():
+        return
+    trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    ax.scatter(xs[sel], np.full(sel.sum(), 0.97), marker="^", s=22, facecolors="none", edgecolors=color,
+               transform=trans, clip_on=False, zorder=5, label=label)
 
 def _need(table: pd.DataFrame, cols: Sequence[str | None], what: str) -> None:
     if not isinstance(table, pd.DataFrame):
@@ -102,6 +130,7 @@ def _colors(keys) -> dict:
     return {k: f"C{i % 10}" for i, k in enumerate(keys)}
 
 
+@paper_style
 def complexity_curves(table: pd.DataFrame, x: str, y: str = "T", hue: str = "optimizer", facet: str | None = None,
                       bounds: Mapping[str, str] | None = None, bound_hue: bool = False, logx: bool = False,
                       logy: bool = True, xlabel: str | None = None, ylabel: str | None = None,
@@ -111,7 +140,8 @@ def complexity_curves(table: pd.DataFrame, x: str, y: str = "T", hue: str = "opt
 
     ``bounds`` maps bound columns to legend labels; each is drawn dashed (median per x),
     in black, or per ``hue`` in its colour with ``bound_hue``. Non-finite values (a target
-    never reached) are left out. Axes: log y (and log x with ``logx``): a knob already in
+    never reached) are left out of the median and band and marked by an open triangle at
+    the top of the panel (see :func:`mark_unreached`), never dropped silently. Axes: log y (and log x with ``logx``): a knob already in
     decades (a spread) makes the plot log-log.
     """
     bounds = dict(bounds or {})
@@ -127,6 +157,8 @@ def complexity_curves(table: pd.DataFrame, x: str, y: str = "T", hue: str = "opt
             ax.plot(xs, med.to_numpy(), marker="o", ms=3.5, lw=1.4, color=colors[h], label=str(h))
             if (hi > lo).any():
                 ax.fill_between(xs, lo.to_numpy(), hi.to_numpy(), color=colors[h], alpha=0.15, lw=0)
+            mark_unreached(ax, xs, grp.apply(lambda v: int(v.isna().sum())).reindex(med.index).to_numpy(),
+                           colors[h])
             if bound_hue:
                 for j, (col, lab) in enumerate(bounds.items()):
                     b = g.assign(_b=_finite(g[col])).groupby(x)["_b"].median()
@@ -143,9 +175,13 @@ def complexity_curves(table: pd.DataFrame, x: str, y: str = "T", hue: str = "opt
         ax.set_xlabel(xlabel or x)
         ax.set_ylabel(ylabel or y)
         if key is not None:
-            ax.set_title(f"{facet} = {key}", fontsize=9)
+            ax.set_title(f"{facet} = {key}")
         ax.grid(True, which="major", alpha=0.3)
     handles, labels = parts[0][2].get_legend_handles_labels()
+    if not np.isfinite(_finite(table[y])).all():
+        from matplotlib.lines import Line2D
+        handles.append(Line2D([], [], ls="", marker="^", mfc="none", mec="k", ms=5))
+        labels.append("run(s) not reaching eps")
     if bound_hue and bounds:
         from matplotlib.lines import Line2D
         handles += [Line2D([], [], color="k", ls=_BOUND_STYLES[j % 4], lw=1.0) for j in range(len(bounds))]
@@ -157,13 +193,14 @@ def _finish(fig, handles, labels, title):
     """One legend for all panels, right of them; the title above."""
     width = fig.get_figwidth()
     fig.set_figwidth(width + 1.6)
-    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="center right", frameon=False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, width / (width + 1.6), 1))
     return fig
 
 
+@paper_style
 def class_loss_curves(table: pd.DataFrame, step: str = "step", loss: str = "loss", group: str = "group",
                       facet: str | None = "optimizer", reference: str | None = None, group_label: str = "class",
                       logy: bool = True, logx: bool = False, title: str | None = None):
@@ -200,15 +237,16 @@ def class_loss_curves(table: pd.DataFrame, step: str = "step", loss: str = "loss
         ax.set_xlabel(step)
         ax.set_ylabel(loss)
         if key is not None:
-            ax.set_title(f"{key}", fontsize=9)
+            ax.set_title(f"{key}")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(frameon=False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
+@paper_style
 def bound_scatter(table: pd.DataFrame, measured: str = "T", bound: str = "T_bound", hue: str | None = "check",
                   title: str | None = None):
     """Measured iterations against their bound, log-log, one colour per ``hue`` value. The
@@ -235,13 +273,14 @@ def bound_scatter(table: pd.DataFrame, measured: str = "T", bound: str = "T_boun
     ax.set_xlabel(f"bound ({bound})")
     ax.set_ylabel(f"measured ({measured})")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6.5, frameon=False, loc="upper left")
+    ax.legend(frameon=False, loc="upper left")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
+@paper_style
 def head_norm_curves(table: pd.DataFrame, step: str = "step", value: str = "head_norm", hue: str = "optimizer",
                      facet: str | None = "C", bound: str | None = "head_bound", logy: bool = True,
                      title: str | None = None):
@@ -262,16 +301,18 @@ def head_norm_curves(table: pd.DataFrame, step: str = "step", value: str = "head
         ax.set_xlabel(step)
         ax.set_ylabel("||W_t - W_0||_F")
         if key is not None:
-            ax.set_title(f"{facet} = {key}", fontsize=9)
+            ax.set_title(f"{facet} = {key}")
         ax.grid(True, alpha=0.3)
     handles, labels = parts[0][2].get_legend_handles_labels()
     return _finish(fig, handles, labels, title)
 
 
+@paper_style
 def grouped_bars(table: pd.DataFrame, x: str, y: str = "T", hue: str = "optimizer", logy: bool = True,
                  ylabel: str | None = None, title: str | None = None):
     """Median ``y`` per category ``x`` and ``hue`` as grouped bars (min-max over seeds as
-    error bars); a bar whose median is not finite (target never reached) is left out."""
+    error bars); a bar whose median is not finite (target never reached) is left out, and
+    every category with an unreached run gets an open triangle at the top."""
     _need(table, [x, y, hue], "grouped_bars")
     plt = _plt()
     cats = list(dict.fromkeys(table[x]))
@@ -288,8 +329,10 @@ def grouped_bars(table: pd.DataFrame, x: str, y: str = "T", hue: str = "optimize
         err = np.vstack([med - stats["min"].to_numpy(), stats["max"].to_numpy() - med])
         ax.bar(pos, med, width, color=colors[h], label=str(h), yerr=np.nan_to_num(err), capsize=2,
                error_kw={"lw": 0.8})
+        mark_unreached(ax, pos, g.groupby(x)["_y"].apply(lambda v: int(v.isna().sum())).reindex(cats)
+                       .fillna(0).to_numpy(), colors[h])
     ax.set_xticks(np.arange(len(cats)))
-    ax.set_xticklabels([str(c) for c in cats], fontsize=8)
+    ax.set_xticklabels([str(c) for c in cats])
     ax.set_yscale("log" if logy else "linear")
     ax.set_ylabel(ylabel or y)
     ax.grid(True, axis="y", alpha=0.3)

@@ -470,7 +470,7 @@ def _kappa_cvxpy(J, tol):
 
 
 def _kappa_bisection(J, tol):
-    r"""THEORY's formulation: bisection on log kappa; at each kappa the feasibility SDP
+    r"""docs/theory.md's formulation: bisection on log kappa; at each kappa the feasibility SDP
     max tau s.t. J - diag(delta) >= tau I, kappa diag(delta) - J >= tau I (feasible iff tau* >= 0)."""
     import cvxpy as cp
     d = J.shape[0]
@@ -530,7 +530,7 @@ def optimal_diagonal_preconditioner(H, *, tol: float = 1e-6, method: str = "barr
     r"""kappa* = min kappa s.t. D <= H <= kappa D, D diagonal psd, with its certificate.
 
     Solved as one SDP in s = 1/kappa: max s s.t. s H <= D <= H (``method="barrier"``,
-    default, or ``"cvxpy"``), or by THEORY's bisection on kappa with an SDP feasibility
+    default, or ``"cvxpy"``), or by docs/theory.md's bisection on kappa with an SDP feasibility
     problem each (``"bisection"``, cvxpy). H is first Jacobi-scaled (kappa* does not
     change under diagonal scaling, and unit diagonal helps the solver). The solver's D
     is then certified by eigenvalues and compared with D = diag(H) (Jacobi) and D = I,

@@ -113,3 +113,23 @@ def test_plot_cli_help_lists_the_studies(capsys):
         plots.cli_main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "c1_block_scale" in out and "--quick" in out
+
+
+def test_unreached_runs_are_marked_not_dropped():
+    """A run that never reached eps (T = inf) leaves the median but gets an open triangle
+    at the top of its panel, at its x, in its optimizer's colour."""
+    import math
+
+    from heterosim import plots
+    t = pd.DataFrame({"spread": [0.0, 0.0, 1.0, 1.0, 2.0, 2.0], "optimizer": ["sgd", "adam"] * 3,
+                      "T": [10.0, 8.0, 100.0, 9.0, math.inf, 9.5]})
+    fig = plots.complexity_curves(t, x="spread")
+    ax = fig.axes[0]
+    tri = [c for c in ax.collections if c.get_offsets().shape[0] and c.get_paths()
+           and len(c.get_paths()[0].vertices) == 4]  # '^' markers: a closed triangle path
+    assert len(tri) == 1
+    off = tri[0].get_offsets()
+    assert off.shape == (1, 2) and off[0, 0] == 2.0 and abs(off[0, 1] - 0.97) < 1e-12
+    assert "run(s) not reaching eps" in [x.get_text() for x in fig.legends[0].get_texts()]
+    assert plots.PNG_DPI >= 150
+    assert fig.axes[0].xaxis.label.get_fontsize() >= 8

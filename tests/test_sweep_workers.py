@@ -123,18 +123,21 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_no_worker_outlives_a_sigkilled_sweep(tmp_path):
+@pytest.mark.parametrize("how", ["loky", "dask"])
+def test_no_worker_outlives_a_sigkilled_sweep(tmp_path, how):
+    if how == "dask":
+        pytest.importorskip("distributed")
     script = tmp_path / "slow.py"
     script.write_text(SLOW_SCRIPT)
     cmd = [sys.executable, "-m", "heterosim.cli", "sweep", str(script), "-j", "2", "--root", str(tmp_path),
-           "--no-progress"]
+           "--no-progress"] + (["--scheduler", "local"] if how == "dask" else [])
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     folder = tmp_path / "slow"
     deadline = time.monotonic() + 120
     while not list(folder.glob("chunk-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    workers = [c for c in _children(proc.pid) if "python" in Path(f"/proc/{c}/cmdline").read_bytes().decode(
-        errors="replace")]
+    workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes().decode(
+        errors="replace") or "loky" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
     assert len(workers) >= 2, "the sweep runs in worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -7,24 +7,14 @@ call these functions and save the figures.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["latest_table", "init_spread_figure", "spread_finetune_figure", "head_growth_figure", "gap_figure"]
+__all__ = ["init_spread_figure", "spread_finetune_figure", "head_growth_figure", "gap_figure"]
 
 LN_STYLE = {"pre": dict(ls="--", marker="o"), "post": dict(ls="-", marker="s")}
 OPT_COLORS = {"signsgd": "C3", "signum": "C1", "adam": "C0", "sgd": "C2", "torch_adam": "C0", "torch_sgd": "C2"}
-
-
-def latest_table(folder, pattern: str = "*.parquet", exclude: str = "-runs") -> pd.DataFrame:
-    """The most recently written Parquet table in ``folder`` (files containing ``exclude``
-    in their name are skipped unless the pattern asks for them)."""
-    files = [f for f in Path(folder).glob(pattern) if exclude not in f.name or exclude in pattern]
-    if not files:
-        raise ValueError(f"no results matching {pattern} in {folder}: run the study first")
-    return pd.read_parquet(max(files, key=lambda f: f.stat().st_mtime))
 
 
 def _plt():

@@ -67,7 +67,7 @@ def make_optimizer(name: str, model: nn.Module, lr: float, blocks="tensor", **hy
     if not named:
         raise ValueError("the model has no trainable parameter")
     if name in REFERENCE_OPTIMIZERS:
-        hopt.validate_lr(lr)
+        hopt.validate_lr(lr, "lr")
         return REFERENCE_OPTIMIZERS[name]([p for _, p in named], lr=lr, **hyper)
     if name not in hopt.names():
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(optimizer_names())}")
@@ -224,7 +224,7 @@ def finetune(model: nn.Module, task: Task, optimizer: str = "adam", lr: float = 
         raise ValueError(f"steps and batch_size must be >= 1; got steps={steps}, batch_size={batch_size}")
     if clip is not None and not clip > 0:
         raise ValueError(f"clip must be > 0 or None; got {clip}")
-    hopt.validate_lr(lr)
+    hopt.validate_lr(lr, "lr")
     dev = default_device(device)
     torch.manual_seed(seed)
     model = model.to(dev) if dtype is None else model.to(device=dev, dtype=dtype)

@@ -1,0 +1,86 @@
+r"""The claims C1-C10 of docs/theory.md, one module each.
+
+Every module holds its claim's grid, measure function, fixed criterion (a pure function
+of the stored table returning a :class:`Verdict`), figure (table -> Figure) and the
+history of its earlier formulations, and exposes them as ``CLAIM`` (a :class:`Claim`)::
+
+    import heterosim as hs
+    c1 = hs.claims.get("C1")
+    table = hs.sweep.run(c1.grid(), c1.study, c1.measure)
+    print(c1.criterion(table))            # REPRODUCED / NOT REPRODUCED / UNDECIDED, with CI
+    fig = c1.figure(table)
+
+``heterosim claims`` prints every claim's verdict from the stored tables
+(:func:`verdicts`); ``heterosim plot C1`` draws one claim's figure.
+"""
+from __future__ import annotations
+
+import importlib
+
+from heterosim.claims.base import (NOT_REPRODUCED, OUTCOMES, REPRODUCED, UNDECIDED, Claim, Verdict,
+                                   bootstrap_ci, decide, spearman_ci, undecided_reasons)
+
+__all__ = ["Claim", "Verdict", "REPRODUCED", "NOT_REPRODUCED", "UNDECIDED", "OUTCOMES", "MODULES", "labels",
+           "get", "verdict", "verdicts", "bootstrap_ci", "spearman_ci", "undecided_reasons", "decide"]
+
+#: Claim label -> the module that defines it (imported on first use).
+MODULES = {
+    "C1": "heterosim.claims.c1_block_scale",
+    "C2": "heterosim.claims.c2_bound_tightness",
+    "C3": "heterosim.claims.c3_zhang",
+    "C4": "heterosim.claims.c4_class_imbalance",
+    "C5": "heterosim.claims.c5_sign_lr",
+    "C6": "heterosim.claims.c6_head_growth",
+    "C7": "heterosim.claims.c7_ln_spread",
+    "C8": "heterosim.claims.c8_transformer_gap",
+    "C9": "heterosim.claims.c9_zhang_mechanism",
+    "C10": "heterosim.claims.c10_sign_vs_gd",
+}
+#: Studies that are not claims of their own but have a figure and a criterion.
+EXTRA = {"decomposition": "heterosim.claims.decomposition"}
+
+
+def labels() -> list[str]:
+    """``["C1", ..., "C10"]``."""
+    return list(MODULES)
+
+
+def get(label: str) -> Claim:
+    """The :class:`Claim` named ``label`` (``"C1"``..``"C10"``, case-insensitive, or its study name)."""
+    key = _resolve(label)
+    return importlib.import_module({**MODULES, **EXTRA}[key]).CLAIM
+
+
+def _resolve(label: str) -> str:
+    if not isinstance(label, str):
+        raise ValueError(f"a claim is named by its label (C1..C10) or study name; got {label!r}")
+    up = label.upper()
+    if up in MODULES:
+        return up
+    if label in EXTRA:
+        return label
+    for key, mod in {**MODULES, **EXTRA}.items():
+        if mod.rsplit(".", 1)[1] == label:
+            return key
+    raise ValueError(f"unknown claim {label!r}; claims: {', '.join(MODULES)} (or their study names: "
+                     f"{', '.join(m.rsplit('.', 1)[1] for m in {**MODULES, **EXTRA}.values())})")
+
+
+def verdict(label: str, root="results", quick: bool = False) -> Verdict:
+    """The claim's verdict from its stored table under ``root`` (``quick``: the reduced
+    grid's table, ``<study>_quick``). Nothing stored: UNDECIDED, saying how to run it."""
+    from heterosim import sweep
+    claim = get(label)
+    study = claim.study + ("_quick" if quick else "")
+    try:
+        table = sweep.load(study, root)
+    except ValueError:
+        return Verdict(claim.label, claim.title, UNDECIDED, "(see the claim module)", "none", float("nan"), None,
+                       0, 0, reasons=(f"no stored results for {study!r} under {root}; run "
+                                      f"`{claim.how_to_run(quick)}`",))
+    return claim.criterion(table)
+
+
+def verdicts(root="results", quick: bool = False, only=None) -> list[Verdict]:
+    """Every claim's verdict (or those in ``only``), in label order."""
+    return [verdict(lab, root, quick) for lab in (only or labels())]
