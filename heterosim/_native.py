@@ -1,24 +1,31 @@
-r"""Fused CPU kernels for the engine's hot loops, compiled from C on first use.
+r"""Fused CPU kernels for the engine's hot loops, compiled from C on first use, and their
+torch twins.
 
 One step of Adam on a (B, d) float64 batch is a handful of elementwise operations; done
 as separate torch operations, each streams the whole state through memory and pays a
-dispatch, and on a CPU that costs several times the arithmetic. The kernels below do the
-work of a rule's in-place twin (:mod:`heterosim.optimizers`, ``update_``) in one pass over
-each row, with the same operations in the same order (no fast-math, no contraction into
-FMAs), so they agree with the torch twins to the last bit or to one rounding. The block
-quadratic's whole oracle (error, block product, f and ||g||, the divergence test;
-:meth:`~heterosim.problems.quadratic.BlockQuadratic.loss_and_grad_into`) is one kernel too,
-row-major in and out, with a GEMM-style register-blocked block product: on the 2-core EPYC
-it runs the reference sweep's oracle (128 rows x 8 blocks of 32) 1.7x faster than torch's
-batched matmul alone, and the large one's (1024 x 64 blocks of 64) 1.2x faster.
-tests/test_engine_fast.py pins every kernel to the pure rule, the torch twins with the
-kernels switched off, and the plain engine loop.
+dispatch, and on a CPU that costs several times the arithmetic. The step kernels below do
+the work of a rule's pure ``update`` (:mod:`heterosim.optimizers`) in one or two passes over
+each row, with the same operations in the same order, so that they take the same steps to
+the bit: :func:`stepper` hands the engine a kernel only after checking that on this machine.
+The block quadratic's whole oracle (error, block product, f and ||g||, the divergence test)
+is one kernel too, row-major in and out, with a GEMM-style register-blocked block product
+(on the 2-core EPYC it runs the reference sweep's oracle, 128 rows x 8 blocks of 32, faster
+than torch's batched matmul), and :func:`quadratic_oracle_torch` is its torch twin, the same
+operations in the same order: one arithmetic for the engine's every path (heterosim.engine,
+"One T per config"). tests/test_engine_fast.py pins every kernel to the pure rule and to its
+twin, bit for bit.
+
+No compiler flag changes a value: -O3 without fast-math (no reassociation), -ffp-contract=off
+(no multiply-add fused behind the source's back; fma() is written out where torch itself
+fuses, in its lerp), -fno-math-errno (the sqrt instruction, correctly rounded). -march=native
+picks instructions, not results (tests/test_engine_fast.py builds without it and compares).
 
 The source is compiled once per machine with the C compiler named by ``$CC`` (default
 ``cc``/``gcc``) into ``$HETEROSIM_CACHE`` (default ``~/.cache/heterosim``), keyed by a hash
-of the source, and loaded with ctypes. Where no compiler works, or ``HETEROSIM_NATIVE=0``,
-:func:`lib` returns None and every caller takes its torch path: the kernels are an
-accelerator, never a requirement.
+of the source, the flags and the CPU, and loaded with ctypes. Where no compiler works, or
+``HETEROSIM_NATIVE=0``, :func:`lib` returns None (:func:`why_off` says why) and every caller
+takes its torch path: the kernels are an accelerator, never a requirement, and change no
+number the engine reports.
 """
 from __future__ import annotations
 
@@ -35,30 +42,139 @@ import threading
 
 import torch
 
-__all__ = ["lib", "usable", "disabled", "rows", "quadratic_oracle"]
+__all__ = ["lib", "build", "why_off", "usable", "disabled", "rows", "quadratic_oracle",
+           "quadratic_oracle_torch", "block_product_", "tree_sum_", "tree_norm", "sqrt_exact",
+           "stepper", "STEPPED", "lerp_fused"]
 
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
-/* torch.lerp(a, b, w): a + w (b - a) for |w| < 1/2, else b - (b - a)(1 - w) */
-static inline double lerp(double a, double b, double w) {
-    return (w < 0.5) ? a + w * (b - a) : b - (b - a) * (1.0 - w);
+/* Every operation below is one IEEE operation, rounded once, in the order of the torch code it
+   stands for (the rules' pure ``update``, the reference oracle): the unit is compiled without
+   contraction (-ffp-contract=off) and without fast-math, and fma() appears only where torch
+   itself computes a fused multiply-add (its lerp). */
+
+/* torch.lerp(a, b, w) as torch computes it: its CPU kernels fuse the multiply-add (fused != 0),
+   w < 1/2: a + w (b - a), else b + (w - 1)(b - a); unfused: each product and sum rounded. */
+static inline double lerp(double a, double b, double w, const int fused) {
+    const double diff = b - a;
+    if (fused) return (w < 0.5) ? fma(w, diff, a) : fma(w - 1.0, diff, b);
+    return (w < 0.5) ? a + w * diff : b - diff * (1.0 - w);
 }
 /* torch.sign: -1, 0 or +1 (0 for nan) */
 static inline double sgn(double g) { return (double)(g > 0.0) - (double)(g < 0.0); }
 
+/* The sum of v[0..n) in the kernels' fixed order (n >= 1), destroying v: halve until one is
+   left, v[k] += v[k + m] for k < n/2 (m = n - n/2). heterosim._native.tree_sum_ is its torch twin. */
+static inline void add_into(double *restrict a, const double *restrict b, int64_t h) {
+    for (int64_t k = 0; k < h; k++) a[k] += b[k];
+}
+static inline double tree_sum(double *v, int64_t n) {
+    while (n > 1) {
+        const int64_t h = n / 2, m = n - h;
+        add_into(v, v + m, h);  /* [0, h) and [m, m + h) do not overlap (h <= m) */
+        n = m;
+    }
+    return v[0];
+}
+
 /* Every step kernel updates rows r0 <= r < r1 of (R, d) row-major buffers (callers split the
    rows between threads), with the learning rate of row r at lr[r * ls] (ls = 0: one for all).
 
-   Adam / AdamW, one step in place. Row r steps by lr_r * scale * m / (sqrt(v) + ce), with
-   scale = -c / (1 - beta1^t), c = sqrt(1 - beta2^t), ce = eps c; wd: coupled weight decay
-   (g <- g + wd x); dscale != 0: decoupled decay, out <- out + lr_r dscale x. The flags are
-   constants at each call of adam_row, so the compiler emits one branch-free vector loop per case. */
-static inline void adam_row(int64_t d, const double *restrict x, const double *restrict g,
-                            double *restrict m, double *restrict v, double *restrict out, double c, double dc,
-                            double w1, double b2, double w2, double ce, double wd,
-                            const int low, const int coupled, const int decoupled) {
+   Adam / AdamW, one step, as heterosim.optimizers' pure adam update (torch.optim.Adam's
+   arithmetic), operation for operation, in two passes around torch's own sqrt (torch's float64
+   sqrt on CPU need not be the correctly rounded one: the caller applies torch.sqrt to v in
+   between, so the bits are torch's):
+       adam_moments: g <- g + wd x (coupled), m <- lerp(m, g, w1), v <- b2 v + w2 (g g);
+       adam_apply:   s = sqrt(v) (given), step = nlr (m / (s / c2 + eps)), nlr = -(lr_r / bc1),
+                     step <- step - (lr_r dwd) x (decoupled), out = x + step.
+   The flags are constants at each call of the row loops (one branch-free vector loop per case). */
+static inline void adam_moments_row(int64_t d, const double *restrict x, const double *restrict g,
+                                    double *restrict m, double *restrict v, double w1, double b2, double w2,
+                                    double wd, const int fused, const int coupled) {
+    for (int64_t j = 0; j < d; j++) {
+        const double gj = coupled ? g[j] + wd * x[j] : g[j];
+        m[j] = lerp(m[j], gj, w1, fused);
+        v[j] = b2 * v[j] + w2 * (gj * gj);
+    }
+}
+
+void adam_moments(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *m, double *v,
+                  double w1, double b2, double w2, double wd, int fused) {
+    const int coupled = wd != 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t o = r * d;
+#define MOM(F, C) adam_moments_row(d, x + o, g + o, m + o, v + o, w1, b2, w2, wd, F, C)
+        if (fused) { if (coupled) MOM(1, 1); else MOM(1, 0); }
+        else { if (coupled) MOM(0, 1); else MOM(0, 0); }
+#undef MOM
+    }
+}
+
+/* The same step in one pass, with C's (correctly rounded) sqrt: the same bits where the pure
+   update's sqrt is the correctly rounded one (stepper checks which of the two reproduces it). */
+static inline void adam_update_row(int64_t d, const double *restrict x, const double *restrict g,
+                                   double *restrict m, double *restrict v, double *restrict out, double nlr,
+                                   double dlr, double w1, double b2, double w2, double c2, double eps, double wd,
+                                   const int fused, const int coupled, const int decoupled) {
+    for (int64_t j = 0; j < d; j++) {
+        const double gj = coupled ? g[j] + wd * x[j] : g[j];
+        const double mj = lerp(m[j], gj, w1, fused);
+        const double vj = b2 * v[j] + w2 * (gj * gj);
+        m[j] = mj;
+        v[j] = vj;
+        const double step = nlr * (mj / (sqrt(vj) / c2 + eps));
+        out[j] = x[j] + (decoupled ? step - dlr * x[j] : step);
+    }
+}
+
+void adam_update(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *m, double *v,
+                 double *out, const double *lr, int64_t ls, double bc1, double c2, double dwd, double w1,
+                 double b2, double w2, double eps, double wd, int fused) {
+    const int coupled = wd != 0.0, decoupled = dwd != 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t o = r * d;
+        const double nlr = -(lr[r * ls] / bc1), dlr = lr[r * ls] * dwd;
+#define ADAM(F, C, D) adam_update_row(d, x + o, g + o, m + o, v + o, out + o, nlr, dlr, w1, b2, w2, c2, eps, wd, F, C, D)
+        if (fused) {
+            if (coupled) ADAM(1, 1, 0); else if (decoupled) ADAM(1, 0, 1); else ADAM(1, 0, 0);
+        } else {
+            if (coupled) ADAM(0, 1, 0); else if (decoupled) ADAM(0, 0, 1); else ADAM(0, 0, 0);
+        }
+#undef ADAM
+    }
+}
+
+static inline void adam_apply_row(int64_t d, const double *restrict x, const double *restrict m,
+                                  const double *restrict s, double *restrict out, double nlr, double dlr,
+                                  double c2, double eps, const int decoupled) {
+    for (int64_t j = 0; j < d; j++) {
+        const double step = nlr * (m[j] / (s[j] / c2 + eps));
+        out[j] = x[j] + (decoupled ? step - dlr * x[j] : step);
+    }
+}
+
+void adam_apply(int64_t r0, int64_t r1, int64_t d, const double *x, const double *m, const double *s,
+                double *out, const double *lr, int64_t ls, double bc1, double c2, double eps, double dwd) {
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t o = r * d;
+        const double nlr = -(lr[r * ls] / bc1), dlr = lr[r * ls] * dwd;
+        if (dwd != 0.0) adam_apply_row(d, x + o, m + o, s + o, out + o, nlr, dlr, c2, eps, 1);
+        else adam_apply_row(d, x + o, m + o, s + o, out + o, nlr, dlr, c2, eps, 0);
+    }
+}
+
+/* The arithmetic of heterosim.optimizers' in-place adam twin (update_), which folds
+   c = sqrt(1 - beta2^t) into the step: row r steps by lr_r * scale * m / (sqrt(v) + ce), with
+   scale = -c / (1 - beta1^t), ce = eps c; wd: coupled weight decay; dscale != 0: decoupled decay,
+   out <- out + lr_r dscale x. It rounds differently from the pure update (adam_moments and adam_apply do not):
+   the engine does not use it. */
+static inline void adam_twin_row(int64_t d, const double *restrict x, const double *restrict g,
+                                 double *restrict m, double *restrict v, double *restrict out, double c, double dc,
+                                 double w1, double b2, double w2, double ce, double wd,
+                                 const int low, const int coupled, const int decoupled) {
     for (int64_t j = 0; j < d; j++) {
         double gj = coupled ? g[j] + wd * x[j] : g[j];
         double mj = low ? m[j] + w1 * (gj - m[j]) : gj - (gj - m[j]) * (1.0 - w1);
@@ -77,7 +193,7 @@ void adam_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double 
     for (int64_t r = r0; r < r1; r++) {
         const int64_t o = r * d;
         const double c = lr[r * ls] * scale, dc = decoupled ? lr[r * ls] * dscale : 0.0;
-#define ADAM(L, C, D) adam_row(d, x + o, g + o, m + o, v + o, out + o, c, dc, w1, b2, w2, ce, wd, L, C, D)
+#define ADAM(L, C, D) adam_twin_row(d, x + o, g + o, m + o, v + o, out + o, c, dc, w1, b2, w2, ce, wd, L, C, D)
         if (low && !coupled && !decoupled) ADAM(1, 0, 0);
         else if (low && coupled) ADAM(1, 1, 0);
         else if (low && decoupled) ADAM(1, 0, 1);
@@ -88,7 +204,9 @@ void adam_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double 
     }
 }
 
-/* SGD with torch.optim.SGD's momentum. mu = 0: plain (stochastic) GD. */
+/* SGD with torch.optim.SGD's momentum, as the pure sgd update: g <- g + wd x,
+   b <- g (first step) or mu b + damp g, d = g + mu b (nesterov) or b, out = x + (-lr_r) d.
+   mu = 0: plain (stochastic) GD, out = x + (-lr_r) g. */
 static inline void sgd_row(int64_t d, const double *restrict x, const double *restrict g, double *restrict buf,
                            double *restrict out, double a, double mu, double damp, double wd,
                            const int mom, const int nesterov, const int coupled, const int first) {
@@ -100,7 +218,7 @@ static inline void sgd_row(int64_t d, const double *restrict x, const double *re
             buf[j] = bj;
             dj = nesterov ? gj + mu * bj : bj;
         }
-        out[j] = x[j] + dj * a;
+        out[j] = x[j] + a * dj;
     }
 }
 
@@ -119,14 +237,15 @@ void sgd_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double *
     }
 }
 
-/* The sign family; kind 0: signSGD, 1: Signum (sign of the momentum), 2: momentum of the signs.
-   One straight-line loop per kind (branches in the loop body would keep it scalar). */
+/* The sign family, as the pure updates; kind 0: signSGD, 1: Signum (sign of the momentum),
+   2: momentum of the signs. One straight-line loop per kind (branches in the loop body would
+   keep it scalar). */
 static inline void signsgd_row(int64_t d, const double *restrict x, const double *restrict g,
                                double *restrict out, double a, double wd, const int coupled) {
     for (int64_t j = 0; j < d; j++) {
         double dj = sgn(g[j]);
         if (coupled) dj = dj + wd * x[j];
-        out[j] = x[j] + dj * a;
+        out[j] = x[j] + a * dj;
     }
 }
 
@@ -138,7 +257,7 @@ static inline void signum_row(int64_t d, const double *restrict x, const double 
         buf[j] = mj;
         double dj = sgn(mj);
         if (coupled) dj = dj + wd * x[j];
-        out[j] = x[j] + dj * a;
+        out[j] = x[j] + a * dj;
     }
 }
 
@@ -147,7 +266,7 @@ static inline void signmom_row(int64_t d, const double *restrict x, const double
     for (int64_t j = 0; j < d; j++) {
         double mj = beta * buf[j] + w * sgn(g[j]);
         buf[j] = mj;
-        out[j] = x[j] + mj * a;
+        out[j] = x[j] + a * mj;
     }
 }
 
@@ -169,15 +288,34 @@ void sign_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double 
     }
 }
 
+/* f and ||g|| of row x with gradient g (error e = x - xs): f = 0.5 tree(e g) + f*, nrm = tree(g g)
+   (its root if root); p, q: scratch of d. The order of heterosim._native.quadratic_oracle_torch. */
+static inline void f_and_norm(int64_t d, const double *restrict x, const double *restrict xs,
+                              const double *restrict g, double *restrict p, double *restrict q,
+                              double *f, double *nrm, int root, double fstar) {
+    for (int64_t j = 0; j < d; j++) {
+        const double e = x[j] - xs[j];
+        p[j] = e * g[j];
+        q[j] = g[j] * g[j];
+    }
+    *f = 0.5 * tree_sum(p, d) + fstar;
+    if (nrm) {
+        const double s = tree_sum(q, d);
+        *nrm = root ? sqrt(s) : s;
+    }
+}
+
 /* The oracle of a diagonal quadratic f(x) = f* + 1/2 sum_j lam_j (x_j - x*_j)^2 (an axis-aligned
    block quadratic, or a rotated one in its eigenbasis) for rows r0 <= r < r1 of (R, d) X:
-   G[r] <- lam (X[r] - x*), f[r], nrm[r] = ||G[r]|| (root) or ^2; returns the number of rows with
-   !(f[r] <= flim[r]) (flim not NULL). Sums in eight interleaved partial sums. Frozen rows as in
-   block_oracle: X[r] <- Xprev[r], nothing else. */
+   G[r] <- lam (X[r] - x*), f[r], nrm[r] = ||G[r]|| (root) or ^2 (sums: tree_sum); returns the
+   number of rows with !(f[r] <= flim[r]) (flim not NULL), -1 if scratch memory fails. Frozen
+   rows as in block_oracle: X[r] <- Xprev[r], nothing else. */
 int64_t diag_oracle(int64_t r0, int64_t r1, int64_t d, double *X, const double *xs, const double *lam,
                     double *G, double *f, double *nrm, const double *flim, int root, double fstar,
                     const uint8_t *frozen, const double *Xprev) {
     int64_t bad = 0;
+    double *p = malloc(sizeof(double) * 2 * (d > 0 ? d : 1));
+    if (!p) return -1;
     for (int64_t r = r0; r < r1; r++) {
         if (frozen && frozen[r]) {
             if (Xprev) for (int64_t j = 0; j < d; j++) X[r * d + j] = Xprev[r * d + j];
@@ -185,26 +323,42 @@ int64_t diag_oracle(int64_t r0, int64_t r1, int64_t d, double *X, const double *
         }
         const double *restrict x = X + r * d;
         double *restrict g = G + r * d;
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t j = 0;
-        for (; j + 8 <= d; j += 8)
-            for (int q = 0; q < 8; q++) {
-                const double e = x[j + q] - xs[j + q], w = lam[j + q] * e;
-                g[j + q] = w;
-                acc[q] += e * w;
-                acc2[q] += w * w;
-            }
-        for (; j < d; j++) {
-            const double e = x[j] - xs[j], w = lam[j] * e;
-            g[j] = w;
-            acc[0] += e * w;
-            acc2[0] += w * w;
-        }
-        f[r] = 0.5 * (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + fstar;
-        const double sq = ((acc2[0] + acc2[1]) + (acc2[2] + acc2[3])) + ((acc2[4] + acc2[5]) + (acc2[6] + acc2[7]));
-        if (nrm) nrm[r] = root ? sqrt(sq) : sq;
+        for (int64_t j = 0; j < d; j++) g[j] = (x[j] - xs[j]) * lam[j];
+        f_and_norm(d, x, xs, g, p, p + d, f + r, nrm ? nrm + r : 0, root, fstar);
         if (flim) bad += !(f[r] <= flim[r]);
     }
+    free(p);
+    return bad;
+}
+
+/* out[r] = ||V[r]||_2 (root) or its square, for rows r0 <= r < r1 of (R, d) V: the sum as
+   tree_sum, the root correctly rounded (heterosim._native.tree_norm). -1 if scratch fails. */
+int64_t rows_norm(int64_t r0, int64_t r1, int64_t d, const double *V, double *out, int root) {
+    double *q = malloc(sizeof(double) * (d > 0 ? d : 1));
+    if (!q) return -1;
+    for (int64_t r = r0; r < r1; r++) {
+        const double *restrict v = V + r * d;
+        for (int64_t j = 0; j < d; j++) q[j] = v[j] * v[j];
+        const double s = tree_sum(q, d);
+        out[r] = root ? sqrt(s) : s;
+    }
+    free(q);
+    return 0;
+}
+
+/* The same f and ||g|| for rows r0 <= r < r1 whose gradient G[r] is already written (the block
+   oracle's last pass); rows with frozen[r] skipped. -1 if scratch memory fails. */
+int64_t rows_f_and_norm(int64_t r0, int64_t r1, int64_t d, const double *X, const double *xs, const double *G,
+                        double *f, double *nrm, const double *flim, int root, double fstar, const uint8_t *frozen) {
+    int64_t bad = 0;
+    double *p = malloc(sizeof(double) * 2 * (d > 0 ? d : 1));
+    if (!p) return -1;
+    for (int64_t r = r0; r < r1; r++) {
+        if (frozen && frozen[r]) continue;
+        f_and_norm(d, X + r * d, xs, G + r * d, p, p + d, f + r, nrm ? nrm + r : 0, root, fstar);
+        if (flim) bad += !(f[r] <= flim[r]);
+    }
+    free(p);
     return bad;
 }
 """
@@ -215,6 +369,10 @@ _MATVEC_SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 
+/* in the other unit: f and ||g|| of rows whose gradient is written, summed as tree_sum */
+int64_t rows_f_and_norm(int64_t r0, int64_t r1, int64_t d, const double *X, const double *xs, const double *G,
+                        double *f, double *nrm, const double *flim, int root, double fstar, const uint8_t *frozen);
+
 /* The oracle of a block quadratic, f(x) = f* + 1/2 (x - x*)^T H (x - x*) with H = blockdiag(H_k)
    dense blocks, for rows r0 <= r < r1 of a row-major (R, d) batch X:
        G[r] <- H (X[r] - x*),  f[r] <- f* + 1/2 (X[r] - x*).G[r],  nrm[r] <- ||G[r]||_2 (root) or ^2,
@@ -223,13 +381,14 @@ _MATVEC_SOURCE = r"""
    Rows with frozen[r] != 0 (frozen not NULL; diverged runs) are skipped: X[r] <- Xprev[r] (Xprev
    not NULL), and G[r], f[r], nrm[r] are left as they were. Returns -1 if scratch memory fails.
 
-   This unit is compiled with FMA contraction (the other is not): a matrix product's rounding
-   is the library's choice anyway, and the contracted product is about 1.3x faster. The block
-   product w = e^T H_k (row vector times matrix, H_k symmetric) is done as in a GEMM
-   micro-kernel: MR rows times 8 columns of accumulators held in registers, over k = 0..db-1;
-   each block is applied to all rows of the call before the next, so H_k stays in cache. The
-   sums of f and ||g||^2 run per row over the blocks in order, in 4-lane vectors (the same
-   order whatever the split of rows between threads). */
+   The arithmetic is fixed, row by row, whatever the batch and the split of rows between threads
+   (heterosim._native.quadratic_oracle_torch does the same operations in torch): the error
+   e = x - x*, then every gradient entry G[c0 + i] = sum_j e_j H_k[j][i] summed in order
+   j = 0..db-1 from 0, each product and each sum rounded (no FMA: the unit is compiled with
+   -ffp-contract=off), then f and ||g||^2 as tree sums (tree_sum). The block product
+   w = e^T H_k (row vector times matrix, H_k symmetric) is done as in a GEMM micro-kernel: MR rows
+   times 8 columns of accumulators held in registers, over j = 0..db-1 (the same order); each
+   block is applied to all rows of the call before the next, so H_k stays in cache. */
 
 typedef double v4d __attribute__((vector_size(32)));
 static inline v4d ld4(const double *p) { v4d v; memcpy(&v, p, sizeof v); return v; }
@@ -268,10 +427,8 @@ int64_t block_oracle(int64_t r0, int64_t r1, int64_t d, int64_t n, const int64_t
             live[R++] = r;
         }
     }
-    v4d *acc = aligned_alloc(sizeof(v4d), sizeof(v4d) * 2 * (R > 0 ? R : 1));  /* per row: e.g, g.g */
     double *e = malloc(sizeof(double) * MR * dmax);
-    if (!live || !acc || !e) { free(live); free(acc); free(e); return -1; }
-    for (int64_t q = 0; q < 2 * R; q++) acc[q] = splat4(0.0);
+    if (!live || !e) { free(live); free(e); return -1; }
     for (int64_t k = 0; k < n; k++) {
         const int64_t c0 = off[k], db = off[k + 1] - off[k];
         const double *Hk = H + hoff[k], *sk = xs + c0;
@@ -289,9 +446,6 @@ int64_t block_oracle(int64_t r0, int64_t r1, int64_t d, int64_t n, const int64_t
                     double *g = G + rw[q] * d + c0 + i;
                     st4(g, A[q][0]);
                     st4(g + 4, A[q][1]);
-                    v4d *ac = acc + 2 * (p + q);
-                    ac[0] += ld4(e + q * db + i) * A[q][0] + ld4(e + q * db + i + 4) * A[q][1];
-                    ac[1] += A[q][0] * A[q][0] + A[q][1] * A[q][1];
                 }
             }
             for (; i < db; i++)  /* the last db mod 8 columns */
@@ -299,24 +453,12 @@ int64_t block_oracle(int64_t r0, int64_t r1, int64_t d, int64_t n, const int64_t
                     double s = 0.0;
                     for (int64_t j = 0; j < db; j++) s += e[q * db + j] * Hk[j * db + i];
                     G[rw[q] * d + c0 + i] = s;
-                    acc[2 * (p + q)][0] += e[q * db + i] * s;
-                    acc[2 * (p + q) + 1][0] += s * s;
                 }
         }
     }
-    int64_t bad = 0;
-    for (int64_t p = 0; p < R; p++) {
-        const int64_t r = live[p];
-        const v4d a = acc[2 * p], b = acc[2 * p + 1];
-        f[r] = 0.5 * ((a[0] + a[1]) + (a[2] + a[3])) + fstar;
-        const double s = (b[0] + b[1]) + (b[2] + b[3]);
-        if (nrm) nrm[r] = root ? sqrt(s) : s;
-        if (flim) bad += !(f[r] <= flim[r]);
-    }
     free(live);
-    free(acc);
     free(e);
-    return bad;
+    return rows_f_and_norm(r0, r1, d, X, xs, G, f, nrm, flim, root, fstar, frozen);
 }
 
 /* exp(x) for 4 lanes with x <= 0 (softmax weights): x = k ln2 + r, |r| <= ln2/2, e^r by its
@@ -470,20 +612,31 @@ int64_t softmax_oracle(int64_t r0, int64_t r1, int64_t C, int64_t p, int64_t n, 
 
 _I, _P, _D, _C = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
 _SIGNATURES = {
+    "adam_update": [_I] * 3 + [_P] * 6 + [_I] + [_D] * 8 + [_C],
+    "adam_moments": [_I] * 3 + [_P] * 4 + [_D] * 4 + [_C],
+    "adam_apply": [_I] * 3 + [_P] * 5 + [_I] + [_D] * 4,
     "adam_step": [_I] * 3 + [_P] * 6 + [_I] + [_D] * 7,
     "sgd_step": [_I] * 3 + [_P] * 5 + [_I] + [_D] * 2 + [_C, _D, _C],
     "sign_step": [_I] * 3 + [_P] * 5 + [_I, _C, _D, _D],
 }
-_RETURNS = {"block_oracle": ctypes.c_int64, "diag_oracle": ctypes.c_int64, "softmax_oracle": ctypes.c_int64}
+_RETURNS = {"block_oracle": ctypes.c_int64, "diag_oracle": ctypes.c_int64, "softmax_oracle": ctypes.c_int64,
+            "rows_f_and_norm": ctypes.c_int64, "rows_norm": ctypes.c_int64}
 _SIGNATURES["softmax_oracle"] = [_I] * 5 + [_P] * 6 + [_I, _D] + [_P] * 4 + [_C] + [_P] * 3
 _SIGNATURES["block_oracle"] = [_I] * 4 + [_P] * 9 + [_C, _D, _P, _P]
 _SIGNATURES["diag_oracle"] = [_I] * 3 + [_P] * 7 + [_C, _D, _P, _P]
-_FLAGS = ["-O3", "-fPIC", "-fno-math-errno"]  # vector sqrt; IEEE arithmetic otherwise
-_UNITS = ((_SOURCE, "-ffp-contract=off"),  # the rules: each operation rounded as torch rounds it
-          (_MATVEC_SOURCE, "-ffp-contract=fast"))  # the block product: FMAs
+_SIGNATURES["rows_f_and_norm"] = [_I] * 3 + [_P] * 6 + [_C, _D, _P]
+_SIGNATURES["rows_norm"] = [_I] * 3 + [_P] * 2 + [_C]
+# No flag that changes a value: -O3 vectorises but never reassociates (no -ffast-math, no
+# -fassociative-math), -ffp-contract=off forbids fusing a * b + c into an FMA (fma() is written
+# out where torch fuses), -fno-math-errno only lets sqrt be the (correctly rounded) instruction.
+# -march=native (linux, when it compiles) picks the instructions, not the results: every
+# operation is an IEEE-754 one, correctly rounded on any x86-64 or arm64 unit
+# (tests/test_engine_fast.py builds the kernels with and without it and compares the bits).
+_FLAGS = ["-O3", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
+_UNITS = (_SOURCE, _MATVEC_SOURCE)
 
 _lock = threading.Lock()
-_state = {"lib": None, "tried": False, "off": False}
+_state = {"lib": None, "tried": False, "off": False, "why": None}
 
 
 def _compiler():
@@ -506,13 +659,13 @@ def _cpu_tag() -> str:
 
 
 def _compile(cc, tmp, arch) -> str | None:
-    """Each unit to an object with its own flags, linked into one shared library; None on failure."""
+    """Each unit to an object, linked into one shared library; None on failure."""
     objects = []
-    for i, (source, contract) in enumerate(_UNITS):
+    for i, source in enumerate(_UNITS):
         src, obj = os.path.join(tmp, f"unit{i}.c"), os.path.join(tmp, f"unit{i}.o")
         with open(src, "w") as fh:
             fh.write(source)
-        done = subprocess.run([cc, *_FLAGS, *arch, contract, "-c", "-o", obj, src], capture_output=True, timeout=120)
+        done = subprocess.run([cc, *_FLAGS, *arch, "-c", "-o", obj, src], capture_output=True, timeout=120)
         if done.returncode != 0:
             return None
         objects.append(obj)
@@ -521,20 +674,26 @@ def _compile(cc, tmp, arch) -> str | None:
     return so if done.returncode == 0 else None
 
 
-def _build():
+def build(root: str | None = None, native_arch: bool = True):
+    """Compile (or find in the cache ``root``, default ``$HETEROSIM_CACHE`` or
+    ``~/.cache/heterosim``) and load the kernels: a ctypes library, or None where no compiler
+    works. ``native_arch``: try -march=native first (linux). The cache key is the source, the
+    flags, the compiler and the CPU, so a changed kernel is rebuilt."""
     cc = _compiler()
     if cc is None:
+        _state["why"] = "no C compiler"
         return None
-    key = "".join(src + flag for src, flag in _UNITS) + " ".join(_FLAGS) + cc + sys.platform + _cpu_tag()
+    arch = ["-march=native"] if native_arch and sys.platform.startswith("linux") else []
+    key = "".join(_UNITS) + " ".join(_FLAGS + arch) + cc + sys.platform + _cpu_tag()
     tag = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = os.environ.get("HETEROSIM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "heterosim"))
+    root = root or os.environ.get("HETEROSIM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "heterosim"))
     path = os.path.join(root, f"fused-{tag}.so")
     if not os.path.exists(path):
         os.makedirs(root, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root) as tmp:
-            arch = ["-march=native"] if sys.platform.startswith("linux") else []
             so = _compile(cc, tmp, arch) or (_compile(cc, tmp, []) if arch else None)  # without -march
             if so is None:
+                _state["why"] = "the C kernels failed to compile"
                 return None
             os.replace(so, path)  # atomic: a concurrent process sees all of it or nothing
     handle = ctypes.CDLL(path)
@@ -553,11 +712,21 @@ def lib():
             if not _state["tried"]:
                 try:
                     off = os.environ.get("HETEROSIM_NATIVE", "1") == "0"
-                    _state["lib"] = None if off else _build()
-                except (OSError, subprocess.SubprocessError):
+                    if off:
+                        _state["why"] = "HETEROSIM_NATIVE=0"
+                    _state["lib"] = None if off else build()
+                except (OSError, subprocess.SubprocessError) as e:
+                    _state["why"] = f"the C kernels failed to load ({type(e).__name__})"
                     _state["lib"] = None
                 _state["tried"] = True
     return _state["lib"]
+
+
+def why_off() -> str | None:
+    """Why :func:`lib` returns None (None while it returns the kernels)."""
+    if lib() is not None:
+        return None
+    return "switched off (heterosim._native.disabled)" if _state["off"] else _state.get("why", "unavailable")
 
 
 _F64 = torch.float64
@@ -605,7 +774,9 @@ def quadratic_oracle(x_star: torch.Tensor, f_star: float, diag: torch.Tensor | N
     f <- f(X), norm <- ||G_r|| (``root``) or ||G_r||^2 if given; returns the number of rows with
     not f <= f_limit (0 without f_limit). Rows r with ``frozen[r]`` (a (R,) bool tensor: runs
     that diverged) are skipped: X[r] <- X_prev[r] if X_prev is given, G, f, norm left as they
-    were. None where the kernels are not available."""
+    were. The arithmetic is fixed (g_i = sum_j e_j H_ji in order j = 0, 1, ..., no FMA; f and
+    ||g||^2 as :func:`tree_sum_`; sqrt correctly rounded) and row by row: :func:`quadratic_oracle_torch`
+    gives the same bits. None where the kernels are not available."""
     k = lib()
     if k is None:
         return None
@@ -640,6 +811,320 @@ def quadratic_oracle(x_star: torch.Tensor, f_star: float, diag: torch.Tensor | N
         return bad
     oracle.buffers = keep  # the packed operands live as long as the function
     return oracle
+
+
+# ----------------------------------------------------------------- the oracles' torch twins
+def tree_sum_(V: torch.Tensor) -> torch.Tensor:
+    """The sum over the last dimension of V (..., n), n >= 1, in the kernels' order
+    (``tree_sum``), destroying V: halve until one entry is left, V[..., k] += V[..., k + m] for
+    k < n/2 (m = n - n/2). Every addition is one rounded IEEE addition of the same two numbers
+    as in C, so the two agree to the bit. Returns a view of V[..., 0]."""
+    n = V.shape[-1]
+    while n > 1:
+        h = n // 2
+        m = n - h
+        V[..., :h].add_(V[..., m:n])
+        n = m
+    return V[..., 0]
+
+
+def sqrt_exact(t: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root (IEEE-754), as C's sqrt: torch's CPU kernel for float64
+    need not be (it misrounds about 1% of values by one ulp), numpy's is."""
+    if t.device.type == "cpu" and t.dtype in (torch.float64, torch.float32) and not t.requires_grad:
+        import numpy as np
+        return torch.from_numpy(np.sqrt(t.detach().contiguous().numpy()))
+    return torch.sqrt(t)
+
+
+def tree_norm(G: torch.Tensor, root: bool = True) -> torch.Tensor:
+    """||G_r||_2 of every row of G (R, d) (or its square; root False), summed as the kernels
+    sum it (:func:`tree_sum_`) and rooted with the correctly rounded sqrt: (R,). The C kernel
+    where it applies, else the same operations in torch (the same bits)."""
+    k = lib()
+    if k is not None and G.dim() == 2 and G.shape[1] > 0 and usable(G):
+        out = G.new_empty(G.shape[0])
+        rows(k.rows_norm, G.shape[0], G.numel(), G.shape[1], G.data_ptr(), out.data_ptr(), int(bool(root)))
+        return out
+    s = tree_sum_(G * G)
+    return sqrt_exact(s) if root else s.clone()
+
+
+def block_product_(E: torch.Tensor, mats, out: torch.Tensor, stacked: torch.Tensor | None = None) -> torch.Tensor:
+    """out <- E blockdiag(mats) row by row, in the C block product's order: out[r, c0 + i] =
+    sum_j E[r, c0 + j] M[j, i] summed j = 0, 1, ... from 0, each product and each sum rounded
+    (no FMA): the products in one elementwise multiply, then their running sum over j (torch's
+    CPU cumsum, where it is that sequential sum: :func:`_cumsum_is_sequential`; else one
+    elementwise add per j). ``stacked``: the (n, db, db) stack of equal-size ``mats`` (all
+    blocks at once). Row r's result depends on row r only. Returns out."""
+    R = E.shape[0]
+    k = lib()
+    if k is not None and E.dim() == 2 and R > 0 and usable(E, out) and all(usable(M) for M in mats):
+        return _block_product_c(k, E, mats, out)  # the C block product: the same operations
+    scan = E.device.type == "cpu" and _cumsum_is_sequential()
+    parts = ([(E.reshape(R, len(mats), -1), stacked, out.view(R, len(mats), -1))] if stacked is not None else
+             [(E[:, c0:c0 + M.shape[0]], M, out[:, c0:c0 + M.shape[0]])
+              for c0, M in zip(itertools.accumulate([0] + [m.shape[0] for m in mats[:-1]]), mats)])
+    for Eb, M, Ob in parts:  # Eb (R, [n,] db), M ([n,] db, db), Ob like Eb
+        db = M.shape[-1]
+        step = max(1, _TWIN_ELEMENTS // max(1, M.numel() * db // M.shape[-2]))  # rows per pass
+        for r0 in range(0, R, step):
+            P = torch.mul(Eb[r0:r0 + step].unsqueeze(-1), M)  # P[..., j, i] = E[..., j] M[..., j, i]
+            O = Ob[r0:r0 + step]
+            if scan:
+                O.copy_(torch.cumsum(P, dim=-2).select(-2, db - 1))
+            else:
+                O.zero_()
+                for j in range(db):
+                    O.add_(P.select(-2, j))
+    return out
+
+
+def _block_product_c(k, E, mats, out):
+    """block_product_ by the C block oracle (x* = 0, so its error is E itself, exactly)."""
+    R, d = E.shape
+    sizes = [int(M.shape[0]) for M in mats]
+    H = torch.cat([M.reshape(-1) for M in mats])
+    off = torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64)
+    hoff = torch.tensor([0, *itertools.accumulate(n * n for n in sizes[:-1])], dtype=torch.int64)
+    zero, f = E.new_zeros(d), E.new_empty(R)
+    bad = rows(k.block_oracle, R, R * sum(n * n for n in sizes), d, len(sizes), off.data_ptr(), hoff.data_ptr(),
+               E.data_ptr(), zero.data_ptr(), H.data_ptr(), out.data_ptr(), f.data_ptr(), None, None, 0, 0.0,
+               None, None)
+    if bad < 0:
+        raise MemoryError("the C block product could not allocate its scratch")
+    return out
+
+
+_TWIN_ELEMENTS = 1 << 21
+"""The most products block_product_ holds at once (16 MiB of float64)."""
+
+
+def _cumsum_is_sequential() -> bool:
+    """Whether torch's CPU cumsum over a middle dimension is the running sum s_j = s_{j-1} + p_j
+    from 0, each addition rounded (so its last entry is the sequential sum): probed once."""
+    if "cumsum" not in _lerp:
+        gen = torch.Generator().manual_seed(7)
+        P = torch.randn(3, 2, 37, 11, generator=gen, dtype=torch.float64)
+        P = P * 10.0 ** torch.randint(-6, 6, P.shape, generator=gen).to(torch.float64)
+        seq = torch.zeros(3, 2, 11, dtype=torch.float64)
+        for j in range(37):
+            seq.add_(P[:, :, j, :])
+        _lerp["cumsum"] = bool(torch.equal(torch.cumsum(P, dim=-2)[:, :, -1, :], seq))
+    return _lerp["cumsum"]
+
+
+def quadratic_oracle_torch(x_star: torch.Tensor, f_star: float, diag: torch.Tensor | None = None,
+                           blocks: list[torch.Tensor] | None = None, device=None, dtype=torch.float64):
+    """The torch twin of :func:`quadratic_oracle`: the same function, signature and arithmetic
+    (error, block product in :func:`block_product_`'s order, f = 0.5 tree(e.g) + f*, ||g||^2 =
+    tree(g.g)), so that it returns the same bits as the C oracle, on any device and dtype. Rows
+    are independent: a row's values do not depend on the batch it is in."""
+    dev = torch.device(device) if device is not None else x_star.device
+    cast = lambda t: t.detach().to(dev, dtype)  # noqa: E731
+    xs = cast(x_star).reshape(-1)
+    d = xs.numel()
+    lam = cast(diag).reshape(-1) if diag is not None else None
+    mats = [cast(b).contiguous() for b in blocks] if blocks is not None else None
+    if mats is not None and sum(int(M.shape[0]) for M in mats) != d:
+        raise ValueError(f"the blocks cover {sum(int(M.shape[0]) for M in mats)} coordinates, x* has {d}")
+    stacked = torch.stack(mats) if mats is not None and len({M.shape[0] for M in mats}) == 1 else None
+    f_star = float(f_star)
+
+    def compute(X, G, f, norm, root):
+        E = torch.sub(X, xs)
+        if lam is not None:
+            torch.mul(E, lam, out=G)
+        else:
+            block_product_(E, mats, G, stacked)
+        if norm is None:
+            f.copy_(tree_sum_(E.mul_(G)).mul(0.5).add_(f_star))
+            return
+        S = tree_sum_(torch.mul(torch.stack((E, G)), G))  # e.g and g.g together: (2, R)
+        f.copy_(S[0].mul(0.5).add_(f_star))
+        norm.copy_(sqrt_exact(S[1]) if root else S[1])
+
+    def oracle(X, G, f, norm=None, f_limit=None, root=True, frozen=None, X_prev=None) -> int:
+        live = None
+        if frozen is not None and bool(frozen.any()):
+            if X_prev is not None:
+                X[frozen] = X_prev[frozen]
+            live = torch.nonzero(~frozen).flatten()
+        if live is None:
+            compute(X, G, f, norm, root)
+            return 0 if f_limit is None else int((~(f <= f_limit)).sum())
+        if live.numel() == 0:
+            return 0
+        Xl = X.index_select(0, live)
+        Gl, fl = torch.empty_like(Xl), Xl.new_empty(live.numel())
+        nl = Xl.new_empty(live.numel()) if norm is not None else None
+        compute(Xl, Gl, fl, nl, root)
+        G.index_copy_(0, live, Gl)
+        f.index_copy_(0, live, fl)
+        if norm is not None:
+            norm.index_copy_(0, live, nl)
+        return 0 if f_limit is None else int((~(fl <= f_limit.index_select(0, live))).sum())
+    return oracle
+
+
+# ----------------------------------------------------------------------- the rules' steps
+_lerp = {}
+
+
+def lerp_fused() -> bool | None:
+    """How torch.lerp rounds on this machine: True where its CPU kernels fuse the multiply-add
+    (one rounding; the vectorised kernels on CPUs with FMA), False where each operation is
+    rounded, None where it mixes the two (then no kernel can match it). Probed once, on both
+    branches of the weight (w < 1/2 and w >= 1/2) and on the vector body and scalar tail."""
+    if "fused" not in _lerp:
+        from fractions import Fraction
+        gen = torch.Generator().manual_seed(12345)
+        a = torch.randn(67, generator=gen, dtype=torch.float64)
+        b = torch.randn(67, generator=gen, dtype=torch.float64)
+        fused = plain = True
+        for w in (0.1, 0.9):
+            got = torch.lerp(a, b, w).tolist()
+            for x, y, z in zip(a.tolist(), b.tolist(), got):
+                diff = y - x
+                if w < 0.5:
+                    fz, pz = float(Fraction(w) * Fraction(diff) + Fraction(x)), x + w * diff
+                else:
+                    fz, pz = float(Fraction(w - 1.0) * Fraction(diff) + Fraction(y)), y - diff * (1.0 - w)
+                fused &= z == fz
+                plain &= z == pz
+        _lerp["fused"] = True if fused else (False if plain else None)
+    return _lerp["fused"]
+
+
+def _lr_rows(lr):
+    """The learning rates as a kernel reads them: (tensor, stride between rows); keep it alive."""
+    if isinstance(lr, torch.Tensor):
+        return lr, 1
+    return torch.tensor([float(lr)], dtype=torch.float64), 0
+
+
+STEPPED = ("sgd", "gd", "sgd_momentum", "nesterov", "signsgd", "signum", "sign_momentum", "adam", "adamw")
+"""The registered rules that :func:`stepper` may run in C."""
+
+_verified = {}
+
+
+def stepper(opt, like: torch.Tensor):
+    """An in-place step of the registered rule ``opt`` by the C kernels, with the arithmetic of
+    its pure ``update`` operation for operation, so that it takes the same steps to the bit:
+    ``step(g, state, x, lr, out, tmp) -> new_state`` writes out = x + step (lr: a float or a
+    (R, 1) tensor; tmp: scratch shaped like x) and updates the state's tensors in place (they
+    must be the caller's own). None where no kernel does this rule (:data:`STEPPED`, as built by
+    its registered factory), the kernels are off, ``like`` is not a CPU float64 (R, d) batch, or
+    the kernel does not reproduce ``update`` here: each (rule, hyperparameters) is checked once
+    per process against the pure update, bit for bit, over a few steps of a probe batch
+    (values over many magnitudes, one learning rate per row), so a kernel that rounds
+    differently from the reference on this machine is never used."""
+    k = lib()
+    if k is None or opt.name not in STEPPED or like.dim() != 2 or not usable(like):
+        return None
+    from heterosim import optimizers
+    try:
+        ref = optimizers.make(opt.name, **dict(opt.hyper))
+    except (ValueError, TypeError):
+        return None
+    if (getattr(opt.update, "__code__", None) is not ref.update.__code__
+            or getattr(opt.init, "__code__", None) is not ref.init.__code__):
+        return None  # a rule of its own under a registered name
+    key = (opt.name, repr(sorted(dict(opt.hyper).items())))
+    if key not in _verified:  # the first candidate that reproduces the pure update, or None
+        _verified[key] = next((i for i, step in enumerate(_step_fns(k, opt, optimizers))
+                               if _reproduces_update(opt, step)), None)
+    i = _verified[key]
+    return None if i is None else _step_fns(k, opt, optimizers)[i]
+
+
+def _step_fns(k, opt, optimizers) -> list:
+    """The candidate C steps of a rule, fastest first."""
+    h = dict(opt.hyper)
+    if opt.name in ("sgd", "gd", "sgd_momentum", "nesterov"):
+        mu, damp = float(h.get("momentum", 0.0)), 1 - float(h.get("dampening", 0.0))
+        nesterov, wd = int(bool(h.get("nesterov", False))), float(h.get("weight_decay", 0.0))
+
+        def step(g, state, x, lr, out, tmp):
+            R, d = x.shape
+            lrt, ls = _lr_rows(lr)
+            rows(k.sgd_step, R, R * d, d, x.data_ptr(), g.data_ptr(), state.buf.data_ptr() if mu else None,
+                 out.data_ptr(), lrt.data_ptr(), ls, mu, damp, nesterov, wd, int(state.count == 0))
+            return (optimizers.MomentumState(state.count + 1, state.buf) if mu
+                    else optimizers.CountState(state.count + 1))
+        return [step]
+    if opt.name in ("signsgd", "signum", "sign_momentum"):
+        kind = ("signsgd", "signum", "sign_momentum").index(opt.name)
+        beta, wd = float(h.get("beta", 0.0)), float(h.get("weight_decay", 0.0))
+
+        def step(g, state, x, lr, out, tmp):
+            R, d = x.shape
+            lrt, ls = _lr_rows(lr)
+            rows(k.sign_step, R, R * d, d, x.data_ptr(), g.data_ptr(), state.buf.data_ptr() if kind else None,
+                 out.data_ptr(), lrt.data_ptr(), ls, kind, beta, wd)
+            return (optimizers.MomentumState(state.count + 1, state.buf) if kind
+                    else optimizers.CountState(state.count + 1))
+        return [step]
+    fused = lerp_fused()
+    if fused is None:
+        return []
+    b1, b2 = (float(b) for b in h["betas"])
+    eps, wd = float(h["eps"]), float(h["weight_decay"])
+    decoupled = opt.name == "adamw"
+
+    def one_pass(g, state, x, lr, out, tmp):  # C's sqrt
+        R, d = x.shape
+        t = state.count + 1
+        bc1, c2 = 1 - b1 ** t, (1 - b2 ** t) ** 0.5  # the pure update's scalars, in Python
+        lrt, ls = _lr_rows(lr)
+        m, v = state.exp_avg, state.exp_avg_sq
+        rows(k.adam_update, R, R * d, d, x.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), out.data_ptr(),
+             lrt.data_ptr(), ls, bc1, c2, wd if decoupled else 0.0, 1 - b1, b2, 1 - b2, eps,
+             0.0 if decoupled else wd, int(fused))
+        return optimizers.AdamState(t, m, v)
+
+    def around_sqrt(g, state, x, lr, out, tmp):  # torch's sqrt
+        R, d = x.shape
+        t = state.count + 1
+        bc1, c2 = 1 - b1 ** t, (1 - b2 ** t) ** 0.5
+        lrt, ls = _lr_rows(lr)
+        m, v = state.exp_avg, state.exp_avg_sq
+        rows(k.adam_moments, R, R * d, d, x.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(),
+             1 - b1, b2, 1 - b2, 0.0 if decoupled else wd, int(fused))
+        torch.sqrt(v, out=tmp)  # torch's sqrt, as the pure update takes it
+        rows(k.adam_apply, R, R * d, d, x.data_ptr(), m.data_ptr(), tmp.data_ptr(), out.data_ptr(),
+             lrt.data_ptr(), ls, bc1, c2, eps, wd if decoupled else 0.0)
+        return optimizers.AdamState(t, m, v)
+    return [one_pass, around_sqrt]
+
+
+def _reproduces_update(opt, step, rows_: int = 8, d: int = 67, steps: int = 4) -> bool:
+    """Whether ``step`` reproduces ``opt.update`` to the bit (iterate and state) over a few
+    steps of a probe batch (see :func:`stepper`)."""
+    from heterosim.blocks import Blocks
+    gen = torch.Generator().manual_seed(20240611)
+    scale = lambda: 10.0 ** torch.randint(-8, 4, (rows_, d), generator=gen).to(torch.float64)  # noqa: E731
+    x = torch.randn(rows_, d, generator=gen, dtype=torch.float64) * scale()
+    lr = torch.logspace(-4, 0.5, rows_, dtype=torch.float64).unsqueeze(1)
+    blocks = Blocks.from_sizes([d])
+    state = opt.init(x, blocks)
+    own = type(state)(*(f.clone() if isinstance(f, torch.Tensor) else f for f in state))
+    out, tmp = torch.empty_like(x), torch.empty_like(x)
+    for _ in range(steps):
+        g = torch.randn(rows_, d, generator=gen, dtype=torch.float64) * scale()
+        delta, state = opt.update(g, state, x, lr, blocks)
+        ref = x + delta
+        own = step(g, own, x, lr, out, tmp)
+        if not torch.equal(out, ref):
+            return False
+        for a, b in zip(own, state):
+            if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+                return False
+            if (not torch.equal(a, b)) if isinstance(a, torch.Tensor) else a != b:
+                return False
+        x = ref
+    return True
 
 
 @contextlib.contextmanager

@@ -29,25 +29,28 @@ Speed
 -----
 ``run(..., fast=True)`` (the default) takes the fast path, :class:`_FastLoop`;
 ``fast=False`` runs :func:`_loop_plain`, the obviously correct reference: the rule's
-pure ``update`` on the whole batch, one step at a time. The two agree to rounding,
-state included, for every registered rule (tests/test_engine_fast.py). The fast path:
+pure ``update`` on the whole batch, one step at a time. The two compute the same numbers
+(next section), state included, for every registered rule (tests/test_engine_fast.py).
+The fast path:
 
-- updates in place into buffers the engine owns: each rule's twin ``update_`` (fused
-  C kernels for Adam/AdamW, the SGD family and the sign family, :mod:`heterosim._native`;
-  torch in-place operations otherwise) writes x + step into a second iterate buffer, and
-  the problem's fused C oracle (``native_oracle``: block quadratics, axis-aligned or in
-  their eigenbasis, and softmax regression) writes the gradient, f, ||g|| and the
-  divergence count in one pass, skipping the rows that diverged (their iterate is restored
-  in the same pass); a stochastic softmax run computes every row's minibatch gradient in
-  one call (``native_minibatch``); nothing is allocated per step;
+- steps in place into buffers the engine owns where a C kernel reproduces the rule's pure
+  ``update`` to the bit (:func:`heterosim._native.stepper`: Adam/AdamW, the SGD family and
+  the sign family), writing x + step into a second iterate buffer; other rules take their
+  pure ``update`` (the in-place torch twins ``update_`` of :mod:`heterosim.optimizers`
+  round differently, so the engine does not use them); a block quadratic's fused oracle
+  (C, or its torch twin where the kernels are off: the same bits) writes the gradient, f,
+  ||g|| and the divergence count in one pass, skipping the rows that diverged (their
+  iterate is restored in the same pass); softmax regression has a C oracle of its own,
+  and a stochastic softmax run computes every row's minibatch gradient in one call
+  (``native_minibatch``);
 - does no per-step work beyond the step, the loss (divergence needs it) and the target's
   metric: first hits are read from a ring of the last ``_STOP_CHECK_EVERY`` values at each
   stop check, curves are recorded only on their schedule, and the batch stops as soon as
   every row has hit (early exit);
 - splits the rows into chunks that fit in cache (:data:`CHUNK_BYTES`) where a step is
-  row-local work (elementwise, or the fused oracle), each chunk running all its steps before the next (rows are
-  independent runs; with couplings across rows -- a stochastic oracle shared by a seed's
-  rows, or ``stop_when`` -- the chunks advance together);
+  row-local work (an in-place C step and an elementwise or fused oracle), each chunk running
+  all its steps before the next (rows are independent runs; with couplings across rows -- a
+  stochastic oracle shared by a seed's rows, or ``stop_when`` -- the chunks advance together);
 - runs rotation-equivariant rules (``opt.equivariant``: the SGD family, block-wise and
   normalised GD, block Adam) on a rotated block quadratic in its eigenbasis, where H is
   diagonal and a step needs no matvec at all (:class:`_EigenFrame`), mapping the iterate
@@ -57,7 +60,56 @@ benchmarks/engine_vs_jax.py measures it against a per-config torch.optim loop, J
 (vmap + jit + scan with optax) and the bare oracle (torch's and the C one). On a 2-core
 EPYC, one thread: the reference sweep (Adam, 128 runs x 500 steps) 120x-173x faster than
 the naive loop and 1.4x-1.5x faster than warm JAX; the large one (1024 runs, d = 4096)
-1.9x-2.4x faster than warm JAX, in about the time of torch.bmm alone (0.98x-1.06x).
+1.9x-2.4x faster than warm JAX, in about the time of torch.bmm alone (0.98x-1.06x). Those
+figures predate "One T per config" (below), which costs time (CPU time, one thread, the same
+2-core machine): the block oracle no longer fuses multiply-adds and sums f and ||g||^2 as a
+fixed tree (1.3x its former time on the reference sweep, 1.4x on the large one; still no slower
+than torch.bmm), and Adam's step calls torch's own sqrt between two C passes, torch's float64
+sqrt on CPU (MKL's) not being the correctly rounded one a C kernel computes: Adam takes about
+1.7x its former engine time on both sweeps (1.3x with the one-pass kernel, which
+:func:`heterosim._native.stepper` takes by itself where the pure update's sqrt is correctly
+rounded); SGD with momentum (the eigenbasis path) is unchanged.
+
+One T per config
+----------------
+T(eps) of a run does not depend on the path that runs it (fast with the C kernels, fast
+without them -- ``HETEROSIM_NATIVE=0`` or no compiler -- or plain), on the batch it shares
+(its learning rate alone or in a grid), on chunking or on the thread count: every path does
+the same floating-point operations on each row, in the same order.
+
+- The oracle of a block quadratic has one fixed arithmetic (:mod:`heterosim._native`):
+  e = x - x*, g_i = sum_j e_j H_ji summed in order j = 0, 1, ... without FMA, f = 0.5
+  tree(e.g) + f* and ||g||^2 = tree(g.g) summed as a fixed halving tree, sqrt correctly
+  rounded. The C kernel and its torch twin give the same bits; the plain loop and x_0 use
+  the twin. (A BLAS product would not do: its rounding depends on the batch -- MKL takes a
+  different kernel for one row than for fifteen -- and on the CPU.)
+- A rule's step is its pure ``update`` or a C kernel verified to reproduce it to the bit
+  (each kernel is checked against ``update`` once per process; one that does not match is
+  not used). The kernels are compiled with -ffp-contract=off and no fast-math; they write
+  fma() only where torch fuses (its lerp) and leave the sqrt to torch where torch's is not
+  the correctly rounded one.
+- ||g||_2 and ||x - x*||_2 are measured with the same tree sums on every path.
+
+Where the bits cannot agree, the tolerance:
+
+- equivariant rules on a rotated block quadratic run in the eigenbasis on the fast path (with
+  or without the kernels: the same bits there), and the rotation rounds differently from the
+  plain loop's x frame. These rules' steps are linear in g, so the difference does not grow:
+  curves agree with the plain loop to 1e-12 relative (pinned), and T can differ only where
+  the metric passes eps within that margin. On the demo's sweeps it never does: all 34
+  tunings of the demo give the same T*, argmin lr and T at every learning rate on all three
+  paths (pinned, tests/test_engine_fast.py::test_demo_tunings_same_T_on_every_path);
+- softmax regression's C oracle (its own exp) agrees with torch's to a few ulps, not to the
+  bit: curves agree to 1e-10 relative over the tested runs, and a run whose T is sensitive
+  to rounding (Adam's, late in a run) may differ between the kernels on and off there;
+- problems without a C oracle (and subclasses of BlockQuadratic with their own loss) use
+  ``loss_and_grad_into`` on the fast path and ``loss_and_grad`` on the plain one, which agree
+  to rounding;
+- a stochastic run draws its gradients from the problem's ``stochastic_grad`` on both paths
+  (the same calls on the same rows: the same bits), whose own product may round a seed's
+  rows differently with the batch they share.
+
+:func:`engine_path` names the path this process takes by default (for provenance).
 """
 from __future__ import annotations
 
@@ -74,12 +126,23 @@ from heterosim import _native
 from heterosim.optimizers import Optimizer, make as make_optimizer, validate_lr
 from heterosim.problems.base import Problem
 
-__all__ = ["run", "tune", "lr_grid", "Result", "TuneResult", "METRICS", "Target"]
+__all__ = ["run", "tune", "lr_grid", "Result", "TuneResult", "METRICS", "Target", "engine_path"]
 
 METRICS = ("loss", "subopt", "grad_l2", "grad_l1", "dist", "blocks")
 SCALAR_METRICS = ("loss", "subopt", "grad_l2", "grad_l1", "dist")
 _STOP_CHECK_EVERY = 8  # early-exit test cadence (hits themselves are tracked every step)
 DIVERGE_FACTOR = 1e6  # a run is diverged once f - f* exceeds this multiple of f_0 - f*
+
+
+def engine_path() -> str:
+    """Which path ``run`` takes by default in this process, as a short string for provenance:
+    ``"native-c"`` (the fast path with the C kernels of :mod:`heterosim._native` compiled and
+    loaded) or ``"torch-fast (<why>)"`` (the fast path in torch; why: ``HETEROSIM_NATIVE=0``,
+    ``no C compiler``, ``the C kernels failed to compile``, ...). Both give the same T(eps), as
+    does ``fast=False`` (module doc, "One T per config"); the string records how, not what.
+    The first call builds (or loads) the kernels."""
+    why = _native.why_off()
+    return "native-c" if why is None else f"torch-fast ({why})"
 
 
 def lr_grid(lo: float = 1e-4, hi: float = 1.0, num: int | None = None, per_decade: int = 4) -> np.ndarray:
@@ -221,16 +284,53 @@ def _metric_values(problem, X, f, G, names, f_star, x_star):
         elif m == "subopt":
             out[m] = f - f_star
         elif m == "grad_l2":
-            out[m] = torch.linalg.vector_norm(G, dim=1)
+            out[m] = _native.tree_norm(G)  # summed as the C oracle sums it
         elif m == "grad_l1":
             out[m] = G.abs().sum(1)
         elif m == "dist":
             if x_star is None:
                 raise ValueError(f"metric 'dist' needs a known minimiser; {problem.name} has x_star = None")
-            out[m] = torch.linalg.vector_norm(X - x_star, dim=1)
+            out[m] = _native.tree_norm(X - x_star)
         elif m == "blocks":
             out[m] = problem.blocks.norms(G)
     return out
+
+
+def _base_quadratic(problem) -> bool:
+    """A block quadratic whose oracle is the base class's (a subclass may change the loss)."""
+    from heterosim.problems.quadratic import BlockQuadratic
+    return isinstance(problem, BlockQuadratic) and type(problem).loss_and_grad is BlockQuadratic.loss_and_grad
+
+
+def _quadratic_oracle(problem, like: torch.Tensor, native: bool = True):
+    """The oracle of a block quadratic in the engine's fixed arithmetic (:mod:`heterosim._native`:
+    the C oracle where ``native`` and the kernels apply to ``like``, else its torch twin; the two
+    give the same bits, and a row's values never depend on its batch). None for other problems."""
+    if not _base_quadratic(problem):
+        return None
+    if native and like.dim() == 2 and _native.usable(like):
+        fn = problem.native_oracle(like)
+        if fn is not None:
+            return fn
+    args = dict(diag=problem.spectrum) if problem.diagonal else dict(blocks=problem.block_hessians)
+    return _native.quadratic_oracle_torch(problem.x_star, problem.f_star, device=like.device, dtype=like.dtype,
+                                          **args)
+
+
+def _reference_oracle(problem, like: torch.Tensor, native: bool = False):
+    """``X -> (f, G)`` for the plain loop (the torch twin of the C oracle, ``native`` False) and
+    x_0 (either: the same bits): the problem's ``loss_and_grad``, or for a block quadratic the
+    engine's oracle (:func:`_quadratic_oracle`)."""
+    twin = _quadratic_oracle(problem, like, native=native)
+    if twin is None:
+        return problem.loss_and_grad
+
+    def loss_and_grad(X):
+        X = X.contiguous()
+        G, f = torch.empty_like(X), X.new_empty(X.shape[0])
+        twin(X, G, f)
+        return f, G
+    return loss_and_grad
 
 
 def _rows(lrs, seeds):
@@ -266,6 +366,7 @@ class _Setup:
     gens: list | None          # stochastic: (generator, rows) per seed
     f_star: float
     x_star: torch.Tensor | None
+    oracle: object = None      # X -> (f, G): the reference oracle (_reference_oracle)
 
 
 @dataclass
@@ -306,8 +407,8 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
         stop_when: with a target, an extra stopping rule ``stop_when(hit, active, t) -> bool``
             (``hit``: (B,) first-hit steps, inf while not hit), checked with the early exit.
         fast: take the fast path (module doc, "Speed"); ``False`` runs the plain reference
-            loop, the rule's pure ``update`` on the whole batch step by step. The two agree to
-            rounding (tests/test_engine_fast.py).
+            loop, the rule's pure ``update`` on the whole batch step by step. The two compute
+            the same numbers, so the same T(eps) (module doc, "One T per config").
     """
     t0 = time.perf_counter()
     opt = make_optimizer(opt) if isinstance(opt, str) else opt
@@ -355,7 +456,8 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
         gens = [(torch.Generator().manual_seed(int(s) * 1_000_003 + 17),
                  torch.as_tensor(np.nonzero(row_seeds == s)[0], device=dev)) for s in uniq]
 
-    f, G = problem.loss_and_grad(X)
+    oracle = _reference_oracle(problem, X)
+    f, G = (_reference_oracle(problem, X, native=True) if fast else oracle)(X)
     vals = _metric_values(problem, X, f, G, tracked, f_star, x_star)
     initial = {m: v.detach().cpu().numpy().copy() for m, v in vals.items() if m != "blocks"}
     # f - f* above diverge_factor max(f_0 - f*, floor), +inf and NaN all fail `f <= f_limit`
@@ -377,7 +479,7 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
     setup = _Setup(problem=problem, opt=opt, X=X, G=G, lr=lr, blocks=blocks, names=names, rec_steps=rec_steps,
                    target=target, thr=thr, hit=hit, f_limit=f_limit, active=active, curves0=curves0,
                    steps=steps, stop_early=bool(stop_early), stop_when=stop_when, gens=gens,
-                   f_star=f_star, x_star=x_star)
+                   f_star=f_star, x_star=x_star, oracle=oracle)
     out = _FastLoop(setup).run() if fast else _loop_plain(setup)
 
     kept = rec_steps[rec_steps <= out.steps_run]
@@ -410,7 +512,7 @@ def _loop_plain(s: _Setup) -> _Outcome:
             Gs = G
         step, state = opt.update(Gs, state, X, lr, blocks)
         Xn = X + step
-        f, G = problem.loss_and_grad(Xn)
+        f, G = s.oracle(Xn)
         active = active & (f <= s.f_limit)
         alive += active
         X = torch.where(active.unsqueeze(1), Xn, X)  # a diverged row stays at its last good iterate
@@ -471,7 +573,14 @@ class _EigenFrame:
     def __init__(self, problem, device, dtype):
         self.problem = problem
         self.lam = problem.spectrum.to(device=device, dtype=dtype)
-        self.y_star = problem.to_eigenbasis(problem.x_star.to(device=device, dtype=dtype).unsqueeze(0))[0]
+        # y_b = Q_b^T x_b = x_b Q_b (a row times Q_b): the block product of the fixed order, so that
+        # y_0 of a row does not depend on its batch (a BLAS product's rounding may)
+        self.mats = [Q.to(device=device, dtype=dtype).contiguous() for Q in problem.bases]
+        self.mats_t = [M.T.contiguous() for M in self.mats]  # x_b = Q_b y_b = y_b Q_b^T
+        equal = len({M.shape[0] for M in self.mats}) == 1
+        self.stacked = torch.stack(self.mats) if equal else None
+        self.stacked_t = torch.stack(self.mats_t) if equal else None
+        self.y_star = self.to(problem.x_star.to(device=device, dtype=dtype).unsqueeze(0))[0]
         self.f_star = float(problem.f_star)
 
     @staticmethod
@@ -483,23 +592,24 @@ class _EigenFrame:
                 and (target is None or target.metric != "grad_l1"))
 
     def native_oracle(self, Y):
-        """The fused C oracle of the diagonal quadratic in y (see BlockQuadratic.native_oracle)."""
+        """The fused C oracle of the diagonal quadratic in y (see BlockQuadratic.native_oracle),
+        or None where the kernels do not apply."""
         if Y.dim() != 2 or not _native.usable(Y):
             return None
         return _native.quadratic_oracle(self.y_star, self.f_star, diag=self.lam)
 
+    def oracle(self, Y):
+        """The C oracle in y, or its torch twin (the same bits)."""
+        return self.native_oracle(Y) or _native.quadratic_oracle_torch(self.y_star, self.f_star, diag=self.lam,
+                                                                       device=Y.device, dtype=Y.dtype)
+
     def to(self, X):
-        return self.problem.to_eigenbasis(X)
+        X = X.contiguous()
+        return _native.block_product_(X, self.mats, torch.empty_like(X), self.stacked)
 
     def back(self, Y):
-        return self.problem.from_eigenbasis(Y)
-
-    def loss_and_grad_into(self, Y, G, E, W=None, g_sqnorm=None):
-        torch.sub(Y, self.y_star, out=E)
-        torch.mul(E, self.lam, out=G)
-        if g_sqnorm is not None:
-            torch.linalg.vecdot(G, G, out=g_sqnorm)
-        return torch.linalg.vecdot(E, G).mul_(0.5).add_(self.f_star)
+        Y = Y.contiguous()
+        return _native.block_product_(Y, self.mats_t, torch.empty_like(Y), self.stacked_t)
 
 
 class _Chunk:
@@ -550,12 +660,20 @@ class _FastLoop:
         self.frame = (_EigenFrame(problem, s.X.device, s.X.dtype)
                       if _EigenFrame.applies(problem, opt, stochastic, s.target) else None)
         X0 = self.frame.to(s.X) if self.frame is not None else s.X
-        self.into = (self.frame.loss_and_grad_into if self.frame is not None
-                     else getattr(problem, "loss_and_grad_into", None))
-        # one fused C call computes the whole oracle where it applies (block quadratics, CPU float64)
-        oracle_of = self.frame if self.frame is not None else problem
-        self.native = oracle_of.native_oracle(X0) if hasattr(oracle_of, "native_oracle") else None
-        self.inplace = getattr(opt, "update_", None) is not None
+        # The oracle, one fused call: a block quadratic's (in x, or diagonal in its eigenbasis) in
+        # the fixed arithmetic of heterosim._native, the C kernel or its torch twin (the same bits,
+        # and the plain loop's); else the problem's own C oracle (softmax regression), its
+        # loss_and_grad_into, or its loss_and_grad.
+        self.exact_oracle = True
+        self.native = self.frame.oracle(X0) if self.frame is not None else _quadratic_oracle(problem, X0)
+        if self.native is None:
+            self.exact_oracle = False
+            self.native = problem.native_oracle(X0) if hasattr(problem, "native_oracle") else None
+        self.into = getattr(problem, "loss_and_grad_into", None) if self.native is None else None
+        # The step: the C kernels where they reproduce the rule's pure update to the bit
+        # (heterosim._native.stepper checks), else the pure update itself.
+        self.step = _native.stepper(opt, X0)
+        self.inplace = self.step is not None
         self.Xbuf = (X0.clone(), torch.empty_like(X0))
         self.G = torch.empty_like(X0)
         self.F = X0.new_empty(B)  # f at the current iterate (the native oracle's output)
@@ -676,18 +794,18 @@ class _FastLoop:
             for whole, part in zip(self.state, c.state):
                 if isinstance(whole, torch.Tensor) and not (isinstance(part, torch.Tensor)
                                                             and part.data_ptr() == whole[c.r0:c.r1].data_ptr()):
-                    raise RuntimeError(f"{self.s.opt.name}.update_ replaced a state tensor instead of "
-                                       "updating it in place")
+                    raise RuntimeError(f"the in-place step of {self.s.opt.name} replaced a state tensor "
+                                       "instead of updating it in place")
         return type(self.state)(*(whole if isinstance(whole, torch.Tensor) else part
                                   for whole, part in zip(self.state, first)))
 
-    def _oracle(self, c, X, g_sqnorm=None):
-        """f at X and the gradient into c.G (in the frame of the run); ||g||^2 into g_sqnorm."""
+    def _oracle(self, c, X):
+        """f at X and the gradient into c.G (in the frame of the run)."""
         if self.native is not None:
-            self.native(X, c.G, c.F, g_sqnorm, root=False)
+            self.native(X, c.G, c.F)
             return c.F
         if self.into is not None:
-            return self.into(X, c.G, c.E, c.W, g_sqnorm)
+            return self.into(X, c.G, c.E, c.W)
         f, G = self.s.problem.loss_and_grad(X)
         c.G = G
         return f
@@ -697,11 +815,11 @@ class _FastLoop:
         first multiple of _STOP_CHECK_EVERY where all its rows have hit the target or diverged."""
         s = self.s
         opt, blocks, problem = s.opt, s.blocks, s.problem
-        update_, inplace = opt.update_, self.inplace
+        step_, inplace = self.step, self.inplace
         rec_index, ring, track = self.rec_index, self.ring, self.metric is not None
         every = _STOP_CHECK_EVERY
-        # ||g|| of the target comes with the oracle (summed as the gradient is written)
-        fused_norm = self.metric == "grad_l2" and self.into is not None
+        # ||g|| of the target comes with a quadratic's oracle (the same sums as _native.tree_norm)
+        fused_norm = self.metric == "grad_l2" and self.exact_oracle
         numpy_checks = c.f_limit.device.type == "cpu"  # a (R,) comparison: numpy's call is the cheaper
         f_limit_np = c.f_limit.numpy() if numpy_checks else None
         native = self.native  # the oracle, ||g|| and the divergence test in one C call
@@ -716,7 +834,7 @@ class _FastLoop:
                     for gen, rows in s.gens:
                         g[rows] = problem.stochastic_grad(xa[rows], gen)
             if inplace:
-                c.state = update_(g, c.state, xa, c.lr, blocks, xb, c.tmp)
+                c.state = step_(g, c.state, xa, c.lr, xb, c.tmp)
             else:  # a pure rule may keep references to its inputs: give it copies we will not overwrite
                 step, c.state = opt.update(g.clone(), c.state, xa.clone(), c.lr, blocks)
                 torch.add(xa, step, out=xb)
@@ -728,14 +846,12 @@ class _FastLoop:
                 if bad:
                     self._bury(c, ~(f <= c.f_limit) & ~c.dead, t, xa, xb, only_new=True)
             else:
-                f = self._oracle(c, xb, row if fused_norm else None)
+                f = self._oracle(c, xb)
                 if c.dead_idx.numel() == 0:
                     if not (bool((f.numpy() <= f_limit_np).all()) if numpy_checks else bool((f <= c.f_limit).all())):
                         self._bury(c, ~(f <= c.f_limit), t, xa, xb)
                 else:
                     self._bury(c, ~(f <= c.f_limit) & ~c.dead, t, xa, xb)
-                if fused_norm:
-                    row.sqrt_()
             if track and not fused_norm:
                 self._metric(self.metric, f, c, xb, out=row)
             k = rec_index.get(t)
@@ -769,7 +885,8 @@ class _FastLoop:
     def _metric(self, m, f, c, X, out=None):
         """The metric m of the chunk's rows at X (f: the loss there), written into ``out`` if given."""
         if m == "grad_l2":
-            return torch.linalg.vector_norm(c.G, dim=1, out=out)
+            v = _native.tree_norm(c.G)  # summed as the C oracle sums it
+            return v if out is None else out.copy_(v)
         if m == "loss":
             v = f
         elif m == "subopt":
@@ -780,7 +897,7 @@ class _FastLoop:
         elif m == "dist":
             if self.s.x_star is None:
                 raise ValueError(f"metric 'dist' needs a known minimiser; {self.s.problem.name} has x_star = None")
-            v = torch.linalg.vector_norm(X - (self.frame.y_star if self.frame is not None else self.s.x_star), dim=1)
+            v = _native.tree_norm(X - (self.frame.y_star if self.frame is not None else self.s.x_star))
         else:
             v = self.s.blocks.norms(c.G)
         return v if out is None else out.copy_(v)
@@ -843,7 +960,7 @@ def _aggregate(T, B_lr, n_seeds, how):
 def tune(problem: Problem, opt: Optimizer | str, eps: float, metric: str = "grad_l2",
          lrs: Sequence[float] | None = None, seeds: Sequence[int] = (0,), steps: int = 10_000,
          relative: bool = False, refine: int = 4, agg: str = "mean", stochastic: bool = False,
-         x0=None) -> TuneResult:
+         x0=None, fast: bool = True) -> TuneResult:
     """Tune the learning rate for the fewest steps to ``metric <= eps``.
 
     The coarse grid ``lrs`` (default ``lr_grid(1e-5, 10, per_decade=2)``) is run as one batch
@@ -854,7 +971,8 @@ def tune(problem: Problem, opt: Optimizer | str, eps: float, metric: str = "grad
     reached within ``steps``, or certainly slower than the best). If the best lr is inside the grid, ``refine``
     more learning rates, log-spaced strictly between its two neighbours, are run and the best
     over all is returned. ``edge`` flags a best lr at either end of the coarse grid (the true
-    optimum may lie outside), or a grid where no lr reached eps.
+    optimum may lie outside), or a grid where no lr reached eps. ``fast``: as in :func:`run`
+    (the same T on both paths; module doc, "One T per config").
     """
     _check_metric(metric)
     _check_eps(eps)
@@ -882,7 +1000,7 @@ def tune(problem: Problem, opt: Optimizer | str, eps: float, metric: str = "grad
 
     def measure(lr_values):
         res = run(problem, opt, lr_values, seeds, steps, record="none", target=target, stochastic=stochastic,
-                  x0=x0, stop_when=pruned)
+                  x0=x0, stop_when=pruned, fast=fast)
         T = _aggregate(res.hits[target], len(lr_values), seeds.size, agg)
         div = res.diverged.reshape(len(lr_values), seeds.size).mean(1)
         return T, div

@@ -8,7 +8,9 @@ paper_figs/out/c5_sign_lr.png and .pdf, and prints the claim's verdict with its 
 import sys
 from pathlib import Path
 
-from heterosim.plots import figure_script
+from heterosim.claims.cli import figure_script
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 if __name__ == "__main__":
-    sys.exit(figure_script("c5_sign_lr", Path(__file__).resolve().parent / "out"))
+    sys.exit(figure_script("C5", DEFAULT_OUT))

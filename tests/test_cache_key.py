@@ -64,6 +64,10 @@ def test_changed_module_constant_recomputes(tmp_path, capsys):
     t2, out = _sweep(script, tmp_path / "r", capsys)
     assert list(t2["y"]) == [10.0, 20.0, 30.0]
     assert "3 recomputed [" in out and "experiment module changed" in out
+    # the README shows this very line
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = next(line for line in readme.splitlines() if line.startswith("stale: 3 configs"))
+    assert out.startswith(shown.split("; ...")[0])
 
 
 def test_changed_measure_function_recomputes(tmp_path, capsys):

@@ -2,15 +2,22 @@
 slow twin that it must match, state included).
 
 - every registered rule's in-place twin ``update_`` equals its pure ``update`` step by step
-  (the fused C kernels on, and off), without touching its inputs;
+  (the fused C kernels on, and off), without touching its inputs, to rounding;
+- the engine's C steps (:func:`heterosim._native.stepper`) equal the pure ``update`` to the bit,
+  and the C quadratic oracle equals its torch twin to the bit, with or without -march=native;
 - ``run(fast=True)`` equals ``run(fast=False)`` for every rule on quadratics of each matvec kind
-  (stacked blocks, unequal blocks, axis-aligned) and on softmax regression: curves, final
+  (stacked blocks, unequal blocks, axis-aligned), to the bit in the x frame (kernels on and
+  off) and to 1e-12 in the eigenbasis, and on softmax regression to rounding: curves, final
   iterates, final state, T(eps) and divergence;
+- the demo's tunings (every demo problem and optimizer, the demo's learning-rate grid) give the
+  same T* and the same T per learning rate on the fast path with the kernels, without them, and
+  on the plain path ("One T per config", heterosim.engine);
 - the eigenbasis path for rotation-equivariant rules equals the plain path and GD's closed form;
 - chunking (forced small), per-chunk early exit with resumption, ``stop_when`` and the
   stochastic oracle change nothing.
 """
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -120,6 +127,20 @@ def _problems():
 PROBLEMS = _problems()
 
 
+def _compare_exact(a, b):
+    """Two runs to the bit: curves (nan where diverged), hits, divergence, final iterate and state."""
+    assert a.steps_run == b.steps_run
+    np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+    for m in a.curves:
+        np.testing.assert_array_equal(a.curves[m], b.curves[m], err_msg=m)
+    for key in a.hits:
+        np.testing.assert_array_equal(a.hits[key], b.hits[key])
+    assert torch.equal(a.x_final, b.x_final)
+    live = torch.from_numpy(~a.diverged)  # a diverged row's state goes on, unused (engine doc)
+    for fa, fb in zip(a.state, b.state):
+        assert torch.equal(fa[live], fb[live]) if isinstance(fa, torch.Tensor) else fa == fb
+
+
 def _compare(a, b, rtol=1e-10):
     """fast vs plain: everything recorded, the final iterate and state (of the live rows),
     the target's hits and the divergence flags."""
@@ -150,6 +171,27 @@ def test_fast_run_equals_plain_run(name, pname):
     a = hs.engine.run(p, opt, LRS, [0, 1], fast=False, **kw)
     b = hs.engine.run(p, opt, LRS, [0, 1], fast=True, **kw)
     _compare(a, b)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["kernels", "torch"])
+@pytest.mark.parametrize("pname", ["stacked", "unequal", "diagonal"])
+@pytest.mark.parametrize("name", hs.optimizers.names())
+def test_fast_run_equals_plain_run_to_the_bit(name, pname, native):
+    """On block quadratics the fast path (C kernels on or off) does the plain path's arithmetic:
+    the same bits, so the same T(eps) (engine doc, "One T per config"). Equivariant rules on
+    rotated blocks run in the eigenbasis, whose rotation rounds differently: there the curves
+    agree to 1e-12 relative (the tolerance the engine doc states) and T is the same here."""
+    p = PROBLEMS[pname]
+    opt = hs.optimizers.for_problem(name, p)
+    kw = dict(steps=40, record="loss,grad_l2,grad_l1,blocks,dist,subopt", target=("grad_l2", 0.3, True),
+              stop_early=False)
+    a = hs.engine.run(p, opt, LRS + [50.0], [0, 1], fast=False, **kw)  # lr 50 diverges for most rules
+    with (torch.no_grad() if native else _native.disabled()):
+        b = hs.engine.run(p, opt, LRS + [50.0], [0, 1], fast=True, **kw)
+    if _EigenFrame.applies(p, opt, False, None):
+        _compare(a, b, rtol=1e-12)
+    else:
+        _compare_exact(a, b)
 
 
 def test_equivariant_rules_run_in_the_eigenbasis_exactly():
@@ -221,13 +263,11 @@ def test_rules_without_a_twin_run_on_the_fast_path():
     _compare(a, b)
 
 
-def test_tune_same_on_both_paths(monkeypatch):
+def test_tune_same_on_both_paths():
     p = hs.problems.make("block_scale", spread=1.0)
     grid = hs.engine.lr_grid(1e-3, 1.0, per_decade=2)
     fast = hs.engine.tune(p, "adam", eps=1e-3, metric="grad_l2", relative=True, lrs=grid, steps=2000)
-    plain_run = hs.engine.run
-    monkeypatch.setattr(hs.engine, "run", lambda *a, **k: plain_run(*a, **k, fast=False))
-    plain = hs.engine.tune(p, "adam", eps=1e-3, metric="grad_l2", relative=True, lrs=grid, steps=2000)
+    plain = hs.engine.tune(p, "adam", eps=1e-3, metric="grad_l2", relative=True, lrs=grid, steps=2000, fast=False)
     np.testing.assert_array_equal(fast.Ts, plain.Ts)
     assert fast.lr == plain.lr and fast.T == plain.T and math.isfinite(fast.T)
 
@@ -405,3 +445,247 @@ def test_subclasses_with_their_own_oracle_get_no_c_oracle():
     plain = hs.engine.run(p, "adam", [0.01], [0], steps=5, record="loss", fast=False)
     np.testing.assert_allclose(res.losses, plain.losses, rtol=1e-14)
     np.testing.assert_allclose(res.losses[0, -1], float(p.loss(res.x_final)[0]), rtol=1e-14)
+
+
+# ----------------------------------------------------------------- one T per config (issue 11)
+STEP_VARIANTS = [(name, h) for name in _native.STEPPED for h in [{}] + VARIANTS.get(name, [])]
+
+
+@pytest.mark.parametrize("name,hyper", STEP_VARIANTS, ids=[f"{n}-{sorted(h)}" for n, h in STEP_VARIANTS])
+def test_c_steps_reproduce_the_pure_update_to_the_bit(name, hyper):
+    """The engine's C steps (heterosim._native.stepper) take the pure update's steps to the bit,
+    iterate and state, over 60 steps of a trajectory with one learning rate per row."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    p = hs.problems.make("zhang_case", case=2, seed=0)
+    opt = hs.optimizers.for_problem(name, p, **hyper)
+    x = p.initial_points([0, 1, 2, 3])
+    lr = torch.tensor([1e-3, 3e-2, 0.3, 3.0], dtype=torch.float64).unsqueeze(1)
+    step = _native.stepper(opt, x)
+    assert step is not None
+    state = opt.init(x, p.blocks)
+    mine = _copy(state)
+    out, tmp = torch.empty_like(x), torch.empty_like(x)
+    for _ in range(60):
+        g = p.grad(x)
+        delta, state = opt.update(g, state, x, lr, p.blocks)
+        mine = step(g, mine, x, lr, out, tmp)
+        assert torch.equal(out, x + delta)
+        for a, b in zip(mine, state):
+            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+        x = out.clone()
+
+
+def test_stepper_takes_only_kernels_that_reproduce_the_rule(monkeypatch):
+    """A rule of its own under a registered name, a rule without a kernel, or a kernel that
+    rounds differently from the pure update (here: one step off by an ulp) is never used."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    x = PROBLEMS["stacked"].initial_points([0, 1])
+    adam = hs.optimizers.make("adam")
+    assert _native.stepper(adam, x) is not None
+    own = hs.optimizers.Optimizer("adam", adam.init, lambda g, s, x, lr, b: adam.update(g, s, x, lr, b), adam.hyper)
+    assert _native.stepper(own, x) is None
+    assert _native.stepper(hs.optimizers.make("rmsprop"), x) is None
+    assert _native.stepper(adam, x.float()) is None
+    real = _native._step_fns
+
+    def off_by_an_ulp(k, opt, optimizers):
+        def wrap(step):
+            def stepped(g, state, x, lr, out, tmp):
+                new = step(g, state, x, lr, out, tmp)
+                out[0, 0] = torch.nextafter(out[0, 0], out[0, 0] + 1)
+                return new
+            return stepped
+        return [wrap(s) for s in real(k, opt, optimizers)]
+    monkeypatch.setattr(_native, "_step_fns", off_by_an_ulp)
+    monkeypatch.setattr(_native, "_verified", {})
+    assert _native.stepper(hs.optimizers.make("adam", betas=(0.8, 0.99)), x) is None
+
+
+@pytest.mark.parametrize("pname", ["stacked", "unequal", "diagonal", "eigenbasis", "wide"])
+def test_c_oracle_equals_its_torch_twin_to_the_bit(pname):
+    """The C quadratic oracle and heterosim._native.quadratic_oracle_torch: the same G, f, ||g||
+    (and ||g||^2), divergence count and frozen-row handling, bit for bit."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    if pname == "wide":
+        p = BlockQuadratic.from_spectra([np.geomspace(1, 100, 70).tolist(), [3.0, 4.0]], seed=5)
+    else:
+        p = PROBLEMS["stacked" if pname == "eigenbasis" else pname]
+    X = p.initial_points(list(range(13))) * torch.linspace(0.5, 3.0, 13, dtype=torch.float64).unsqueeze(1)
+    if pname == "eigenbasis":
+        frame = _EigenFrame(p, "cpu", torch.float64)
+        X = frame.to(X)
+        c = frame.native_oracle(X)
+        twin = _native.quadratic_oracle_torch(frame.y_star, frame.f_star, diag=frame.lam)
+    else:
+        c = p.native_oracle(X)
+        args = dict(diag=p.spectrum) if p.diagonal else dict(blocks=p.block_hessians)
+        twin = _native.quadratic_oracle_torch(p.x_star, p.f_star, **args)
+    f_ref = p.loss(X) if pname != "eigenbasis" else None
+    limit = X.new_full((13,), math.inf)
+    limit[[2, 7, 12]] = -math.inf  # three rows over their limit
+    frozen = torch.zeros(13, dtype=torch.bool)
+    frozen[[0, 7, 8]] = True
+    prev = X.flip(0).contiguous()
+    for root in (True, False):
+        for fr in (None, frozen):
+            outs = []
+            for oracle in (c, twin):
+                X2, G, f, n = X.clone(), torch.full_like(X, 7.0), X.new_full((13,), 7.0), X.new_full((13,), 7.0)
+                bad = oracle(X2, G, f, n, limit, root=root, frozen=fr, X_prev=prev if fr is not None else None)
+                outs.append((bad, X2, G, f, n))
+            (b1, *t1), (b2, *t2) = outs
+            assert b1 == b2 == (3 if fr is None else 2)
+            for u, v in zip(t1, t2):
+                assert torch.equal(u, v)
+    if f_ref is not None:
+        G, f = torch.empty_like(X), X.new_empty(13)
+        twin(X, G, f)
+        np.testing.assert_allclose(f.numpy(), f_ref.numpy(), rtol=1e-13)
+
+
+def test_tree_norm_c_equals_torch():
+    """||g|| as every path measures it (heterosim._native.tree_norm): the C kernel and the torch
+    operations give the same bits, root or not, for widths that are and are not powers of 2."""
+    gen = torch.Generator().manual_seed(3)
+    for d in (1, 2, 7, 64, 100, 131):
+        V = torch.randn(9, d, generator=gen, dtype=torch.float64)
+        V = V * 10.0 ** torch.randint(-8, 8, V.shape, generator=gen).to(torch.float64)
+        for root in (True, False):
+            a = _native.tree_norm(V, root)
+            with _native.disabled():
+                b = _native.tree_norm(V, root)
+            assert torch.equal(a, b)
+            np.testing.assert_allclose(a.numpy(), (V.norm(dim=1) ** (1 if root else 2)).numpy(), rtol=1e-14)
+
+
+def test_block_product_c_equals_torch():
+    """heterosim._native.block_product_ (the eigenbasis maps; non-symmetric blocks), C and torch
+    (with torch's cumsum, and with its add loop): the same bits, equal and unequal blocks."""
+    gen = torch.Generator().manual_seed(4)
+    for sizes in ([5, 5, 5], [3, 8, 1, 13]):
+        mats = [torch.randn(n, n, generator=gen, dtype=torch.float64) for n in sizes]
+        E = torch.randn(11, sum(sizes), generator=gen, dtype=torch.float64)
+        stacked = torch.stack(mats) if len(set(sizes)) == 1 else None
+        a = _native.block_product_(E, mats, torch.empty_like(E), stacked)
+        with _native.disabled():
+            b = _native.block_product_(E, mats, torch.empty_like(E), stacked)
+            scan = _native._lerp.get("cumsum")
+            _native._lerp["cumsum"] = False  # the add loop
+            try:
+                c = _native.block_product_(E, mats, torch.empty_like(E), stacked)
+            finally:
+                _native._lerp["cumsum"] = scan
+        assert torch.equal(a, b) and torch.equal(a, c)
+        ref = E @ torch.block_diag(*mats)
+        assert float((a - ref).abs().max()) <= 1e-13 * float(ref.abs().max())
+
+
+@pytest.mark.parametrize("name", ["gd", "sgd_momentum", "blockwise_gd", "block_adam"])
+def test_eigenbasis_runs_are_the_same_bits_with_kernels_on_and_off(name):
+    p = PROBLEMS["stacked"]
+    opt = hs.optimizers.for_problem(name, p)
+    assert _EigenFrame.applies(p, opt, False, None)
+    kw = dict(steps=60, record="loss,grad_l2,dist", target=("grad_l2", 0.1, True), stop_early=False)
+    a = hs.engine.run(p, opt, LRS, [0, 1], **kw)
+    with _native.disabled():
+        b = hs.engine.run(p, opt, LRS, [0, 1], **kw)
+    _compare_exact(a, b)
+
+
+def test_march_native_changes_no_bit(tmp_path):
+    """The kernels built without -march=native give the same bits as the default build:
+    -march only picks instructions (no contraction, no reassociation, fma() only where written)."""
+    if _native.lib() is None or not sys.platform.startswith("linux"):
+        pytest.skip("no C compiler, or no -march=native build to compare with")
+    portable = _native.build(str(tmp_path), native_arch=False)
+    assert portable is not None
+    p = PROBLEMS["stacked"]
+    X = p.initial_points(list(range(7))) * 1.3
+    outs = []
+    for k in (_native.lib(), portable):
+        old = _native._state["lib"]
+        _native._state["lib"] = k
+        _native._verified.clear()
+        try:
+            G, f, n = torch.empty_like(X), X.new_empty(7), X.new_empty(7)
+            _native.quadratic_oracle(p.x_star, p.f_star, blocks=p.block_hessians)(X, G, f, n)
+            Gd, fd = torch.empty_like(X), X.new_empty(7)
+            _native.quadratic_oracle(p.x_star, p.f_star, diag=p.spectrum)(X, Gd, fd, None)
+            res = [G, f, n, Gd, fd, _native.tree_norm(G)]
+            lr = torch.logspace(-3, 0, 7, dtype=torch.float64).unsqueeze(1)
+            for name in ("adam", "adamw", "nesterov", "signum", "sign_momentum"):
+                opt = hs.optimizers.make(name)
+                step = _native.stepper(opt, X)
+                assert step is not None
+                state, x = _owned_state(opt, X), X.clone()
+                out, tmp = torch.empty_like(X), torch.empty_like(X)
+                for _ in range(5):
+                    state = step(G, state, x, lr, out, tmp)
+                    x = out.clone()
+                res.append(x)
+            outs.append(res)
+        finally:
+            _native._state["lib"] = old
+            _native._verified.clear()
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+def _owned_state(opt, X):
+    s = opt.init(X, PROBLEMS["stacked"].blocks)
+    return type(s)(*(f.clone() if isinstance(f, torch.Tensor) else f for f in s))
+
+
+def _demo_tunings():
+    """(label, problem, optimizer, eps, metric) for every tuning of the demo's T* table; C3's GD
+    and block-wise GD at eps = 1e-3 instead of 1e-6 (10^4 steps there; the arithmetic is the same)."""
+    from heterosim import demo
+    out = []
+    for label, kw, eps, metric in demo.demo_problems():
+        kw = dict(kw)
+        p = hs.problems.make(kw.pop("name"), seed=0, **kw)
+        for name in demo.DEMO_OPTIMIZERS:
+            if label.startswith("zhang"):
+                if name in demo.CONSTANT_SIGN_STEPS:
+                    continue
+                e = 1e-3 if name in ("sgd", "blockwise_gd") else eps
+            else:
+                e = eps
+            out.append((label, p, name, e, metric))
+    return out
+
+
+def test_demo_tunings_same_T_on_every_path():
+    """Every tuning of the demo (its problems and optimizers, on the demo's learning-rate grid
+    without the refinement, as heterosim.studies.measure_tuned runs it; 10^-0.5 is on the grid:
+    Zhang case 2 with Adam there gave T = 1169 on the plain path and 1161 on the fast one before
+    issue 11) gives the same T*, argmin lr, and T of every learning rate on the fast path with
+    the C kernels, without them, and on the plain path."""
+    from heterosim import studies
+    grid = hs.engine.lr_grid(*studies.LR_RANGE, per_decade=studies.LR_PER_DECADE)
+    assert np.isclose(grid, 10 ** -0.5).any()
+    reached = 0
+    for label, p, name, eps, metric in _demo_tunings():
+        opt = hs.optimizers.for_problem(name, p)
+        kw = dict(eps=eps, metric=metric, relative=True, lrs=grid, seeds=(0,), steps=20_000, refine=0)
+        runs = [hs.engine.tune(p, opt, **kw)]
+        with _native.disabled():
+            runs.append(hs.engine.tune(p, opt, **kw))
+        runs.append(hs.engine.tune(p, opt, fast=False, **kw))
+        ref = runs[-1]
+        for r in runs[:-1]:
+            np.testing.assert_array_equal(r.lrs, ref.lrs, err_msg=f"{label} {name}")
+            np.testing.assert_array_equal(r.Ts, ref.Ts, err_msg=f"{label} {name}")
+            assert (r.T, r.edge) == (ref.T, ref.edge) and (r.lr == ref.lr or math.isnan(ref.lr)), (label, name)
+        reached += math.isfinite(ref.T)
+    assert reached == 34
+
+
+def test_engine_path_names_the_default_path():
+    path = hs.engine.engine_path()
+    assert path == ("native-c" if _native.lib() is not None else f"torch-fast ({_native.why_off()})")
+    with _native.disabled():
+        assert hs.engine.engine_path().startswith("torch-fast (")

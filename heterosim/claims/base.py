@@ -169,19 +169,34 @@ def bootstrap_ci(data: Sequence | tuple, statistic: Callable, *, paired: bool = 
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
-def spearman_ci(x, y, seed: int = 0) -> tuple[float, tuple[float, float] | None]:
-    """Spearman's rank correlation of (x, y) and its paired bootstrap interval."""
+def _rank_corr(x, y, axis=-1):
+    """Spearman's rho along ``axis`` (Pearson of the ranks, ties averaged), vectorised so
+    that the bootstrap evaluates all resamples at once."""
+    from scipy import stats
+    rx, ry = stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis)
+    rx = rx - rx.mean(axis=axis, keepdims=True)
+    ry = ry - ry.mean(axis=axis, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=axis) * (ry * ry).sum(axis=axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=axis) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def spearman_ci(x, y, seed: int = 0, n_resamples: int = BOOT_RESAMPLES,
+                level: float = LEVEL) -> tuple[float, tuple[float, float] | None]:
+    """Spearman's rank correlation of (x, y) and its paired percentile-bootstrap interval
+    (scipy.stats.bootstrap, vectorised). Fewer than 4 pairs, or resamples whose x or y is
+    constant (no correlation defined), give no interval (None)."""
     from scipy import stats
     x, y = np.asarray(x, float), np.asarray(y, float)
-
-    def rho(a, b):
-        if np.ptp(a) == 0 or np.ptp(b) == 0:
-            return math.nan
-        return float(stats.spearmanr(a, b).statistic)
-    value = rho(x, y) if len(x) >= 2 else math.nan
+    if len(x) < 2:
+        return math.nan, None
+    value = float(_rank_corr(x, y))
     if not math.isfinite(value) or len(x) < 4:
         return value, None
-    return value, bootstrap_ci((x, y), rho, paired=True, seed=seed)
+    res = stats.bootstrap((x, y), _rank_corr, paired=True, vectorized=True, n_resamples=n_resamples,
+                          confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return value, ((lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None)
 
 
 def undecided_reasons(*, n_runs: int, n_unreached: int = 0, n_failed: int = 0, n_seeds: int | None = None,
