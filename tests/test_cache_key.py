@@ -205,3 +205,23 @@ def test_module_hash_follows_user_modules_the_function_names(tmp_path, monkeypat
     # heterosim's own functions, numpy and the standard library are not user modules
     assert codekey.user_files(heterosim.studies.measure_tuned) == []
     assert codekey._user_file(np) is None and codekey._user_file(types) is None
+
+
+def _uses_engine(c):
+    import heterosim as hs
+    p = hs.problems.BlockQuadratic.from_spectra([[1.0, 2.0]], seed=0)
+    return {"T": float(hs.engine.run(p, "sgd", lrs=[0.3], steps=200, target=("grad_l2", 1e-6))
+                       .iterations_to(1e-6, "grad_l2")[0])}
+
+
+def test_rows_record_the_engine_path_and_the_cpu(tmp_path, monkeypatch):
+    """provenance: the engine's default path (native C or torch, with why) and the CPU model."""
+    from heterosim import engine, provenance
+    t = sweep.run({"a": [1]}, "prov", _uses_engine, root=tmp_path, n_jobs=1, progress=False, verbose=False)
+    assert t["engine_path"].iloc[0] == engine.engine_path()
+    assert t["engine_path"].iloc[0] == "native-c" or t["engine_path"].iloc[0].startswith("torch-fast (")
+    assert t["cpu"].iloc[0] == provenance.cpu_model() and t["cpu"].iloc[0] not in ("", "unknown")
+    # the recorded path gives the same T as the plain reference loop
+    assert t["T"].iloc[0] == float(engine.run(
+        heterosim.problems.BlockQuadratic.from_spectra([[1.0, 2.0]], seed=0), "sgd", lrs=[0.3], steps=200,
+        target=("grad_l2", 1e-6), fast=False).iterations_to(1e-6, "grad_l2")[0])
