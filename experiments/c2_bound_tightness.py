@@ -1,30 +1,28 @@
-"""C2: every measured T(eps) against its bound, over random block quadratics (docs/theory.md, C2).
+"""C2: every measured T(eps) against its bound over random block quadratics, beside the exact worst
+start on the instance's spectrum and the exact worst case over the bound's function class
+(heterosim.claims.c2_bound_tightness holds the grid, measure, criterion and its history).
 
-Each instance (2-6 blocks of 2-12 coordinates, random scales, condition numbers, rotations
-and initial errors; :func:`heterosim.studies.random_instance`) runs GD, SignGD, steepest
-l_inf descent, block-wise GD, the fixed Adam preconditioner and noisy SGD at the steps their
-bounds prescribe (B1-B5, Q1-Q3, S1); rows hold measured T, the bound and measured/bound.
+Each instance (2-6 blocks of 2-12 coordinates, random scales, condition numbers, rotations and
+initial errors) runs GD, SignGD, steepest l_inf descent, block-wise GD, Adam (beta1 = 0), GD on
+quadratics, the fixed Adam preconditioner, heavy ball and noisy SGD at the steps their bounds
+prescribe (B1-B5, A1, Q1-Q3, Q5, S1), every check through heterosim.verify.check_bound. Full grid:
+32 instances, about 15-25 minutes on one core.
 
     heterosim sweep experiments/c2_bound_tightness.py [-j N] [--quick]
+    python experiments/c2_bound_tightness.py [-j N] [--quick]
 """
 import sys
 
-from heterosim import studies, sweep
+from heterosim import sweep
+from heterosim.claims import c2_bound_tightness as claim
 
-STUDY = "c2_bound_tightness"
-measure = studies.measure_bounds
-
-
-def grid(quick: bool = False) -> dict:
-    return {
-        "instance": [8] if quick else list(range(32)),
-        "eps_rel": [0.1],
-        "sigma_rel": [0.3],
-    }
+STUDY = claim.STUDY
+grid = claim.grid
+measure = claim.measure
 
 
 def summarize(table) -> str:
-    return str(studies.verdict_c2(table))
+    return str(claim.criterion(table))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """heterosim: gradient and Hessian heterogeneity, and why Adam beats SGD on transformers.
 
 Submodules: ``problems``, ``optimizers``, ``engine``, ``bounds``, ``measures``,
-``precondition``, ``sweep``, ``plots``, ``bridge``, ``testing``. They are imported
+``precondition``, ``sweep``, ``claims``, ``plots``, ``bridge``, ``testing``, ``codekey``. They are imported
 on first use (``hs.engine`` works after ``import heterosim as hs``).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"problems", "optimizers", "engine", "bounds", "measures", "precondition",
                "sweep", "plots", "bridge", "testing", "blocks", "cli", "provenance", "verify", "demo",
-               "studies"}
+               "claims", "codekey"}
 
 
 def __getattr__(name):

@@ -66,6 +66,11 @@ __all__ = [
     "heavy_ball_quadratic_rate",
     # Kunstner and the linear head
     "kunstner_gd", "kunstner_gd_iterations", "kunstner_sign", "sign_head_growth",
+    # Adam (beta1 = 0) in the l_inf geometry
+    "adam_linf_nonconvex", "adam_step_decrease",
+    # exact worst cases: over a function class (PEPit) and over starts on one spectrum
+    "WorstCase", "worst_case", "step_decrease_worst_case", "PEP_CLASSES", "PEP_MAX_T",
+    "WorstStart", "gd_worst_start", "blockwise_gd_worst_start", "heavy_ball_worst_start",
 ]
 
 METRICS = ("grad_l2", "grad_l1", "grad_Linv", "subopt", "dist", "dist_P", "head_frob_dist")
@@ -114,7 +119,30 @@ def _growth_value(T, a):
     return a * T
 
 
-_VALUE_FORMS = {"sublinear": _sublinear_value, "linear": _linear_value, "growth": _growth_value}
+def _adam_memory(beta2, n):
+    """S_{n-1} = sum_{s<n} sqrt(w_{n-1,s}) (the weights of Adam's bias-corrected second moment after
+    n gradients) and C_n = sum_{k<n} c_k^2 with c_k^2 = (1 - beta2^(k+1)) / (1 - beta2) (the squared
+    l_inf bound of step k / eta); see :func:`adam_linf_nonconvex`."""
+    q = math.sqrt(beta2)
+    S = math.sqrt((1.0 + q) / (1.0 - q) * (1.0 - q ** n) / (1.0 + q ** n)) if n > 0 else 0.0
+    C = (n - beta2 * (1.0 - beta2 ** n) / (1.0 - beta2)) / (1.0 - beta2)
+    return S, C
+
+
+def _adam_value(T, Linf, delta, beta2, eta, d_eps):
+    """A1's guarantee on ((1/T) sum_{t<T} ||g_t||_1^2)^(1/2) after T steps at a fixed step eta."""
+    if T <= 0:
+        return math.inf
+    n = int(math.floor(T))
+    a = Linf * eta * eta / 2.0
+    S, C_T = _adam_memory(beta2, n)              # S_{T-1} and C_T
+    C_prev = _adam_memory(beta2, n - 1)[1]       # C_{T-1}: f can have risen by at most a C_{T-1} by step T-1
+    first = S * math.sqrt(2.0 * Linf * (delta + a * C_prev)) + d_eps
+    return math.sqrt(first * (delta + a * C_T) / (eta * n))
+
+
+_VALUE_FORMS = {"sublinear": _sublinear_value, "linear": _linear_value, "growth": _growth_value,
+                "adam": _adam_value}
 
 
 @dataclass(frozen=True)
@@ -133,11 +161,18 @@ class Bound:
     eps         the target the iterations refer to (None for rate-only bounds).
     form, coef  the guarantee after T steps: "sublinear" (A/T + B)^q with
                 coef = (A, B, q); "linear" C r^T with coef = (C, r);
-                "growth" a T with coef = (a,).
+                "growth" a T with coef = (a,); "adam" A1's formula with
+                coef = (L_inf, Delta, beta2, eta, d eps_adam) (:func:`adam_linf_nonconvex`).
     momentum, batch  further prescribed hyperparameters (heavy ball, signSGD).
     asymptotic  True when only the rate as t -> inf is guaranteed.
     sense       "upper" (measured <= bound) or "lower" (a worst-case lower bound).
     constants   the constants the bound was computed from, as (name, value) pairs.
+    moment      the power k in which the aggregate is stated: the bound is on the aggregate of
+                metric**k and reads aggregate(metric**k) <= value(T)**k (S1 bounds the mean of
+                ||g_t||^2, not of ||g_t||; for ``min`` the power changes nothing). T(eps) is the
+                first T with aggregate(metric**k)^(1/k) <= eps.
+    horizon     when not None, ``value`` is the guarantee only after exactly ``horizon`` steps
+                (the step size or batch depends on the run's length, as in S2).
     """
 
     name: str
@@ -155,6 +190,8 @@ class Bound:
     asymptotic: bool = False
     sense: str = "upper"
     constants: tuple[tuple[str, float], ...] = ()
+    moment: int = 1
+    horizon: int | None = None
 
     @property
     def rate(self) -> float | None:
@@ -199,7 +236,8 @@ class Bound:
         return {"bound": self.name, "iterations": self.iterations, "lr": lr, "metric": self.metric,
                 "aggregate": self.aggregate, "eps": self.eps, "rate": self.rate,
                 "momentum": self.momentum, "batch": self.batch, "asymptotic": self.asymptotic,
-                "sense": self.sense, "statement": self.statement, "reference": self.reference,
+                "sense": self.sense, "moment": self.moment, "horizon": self.horizon,
+                "statement": self.statement, "reference": self.reference,
                 **{f"const_{k}": v for k, v in self.constants}}
 
 
@@ -317,7 +355,7 @@ def gd_nonconvex(*, L2, delta, eps=None, eta=None) -> Bound:
                       statement="min_{t<T} ||g_t||_2^2 <= Delta / (eta (1 - eta L2/2) T) "
                                 "(= 2 L2 Delta / T at eta = 1/L2)",
                       reference="Nesterov (2018), Lectures on Convex Optimization, Sec. 1.2.3",
-                      constants=(("L2", L2), ("delta", delta)))
+                      constants=(("L2", L2), ("delta", delta)), moment=2)
 
 
 def gd_step_decrease(*, g_block_sq, L_blocks, eta):
@@ -325,7 +363,7 @@ def gd_step_decrease(*, g_block_sq, L_blocks, eta):
 
     Statement: for x_{t+1} = x_t - eta_b g_{t,b} on each block b,
     f(x_t) - f(x_{t+1}) >= sum_b eta_b (1 - eta_b L_b / 2) ||g_{t,b}||^2.
-    With one eta for all blocks this is THEORY's B1'; with eta_b = 1/L_b it is B4's
+    With one eta for all blocks this is docs/theory.md's B1'; with eta_b = 1/L_b it is B4's
     sum_b ||g_b||^2 / (2 L_b). Check it at every step of a run.
 
     Assumptions: block-separable smoothness f(x+u) <= f(x) + <g,u> + 1/2 sum_b L_b ||u_b||^2
@@ -441,7 +479,7 @@ def steepest_linf_nonconvex(*, Linf, delta, eps=None) -> Bound:
                                 "(step ||g_t||_1/Linf along -sign g_t)",
                       reference="our l_inf steepest-descent derivation (docs/bounds.md, B3), "
                                 "in place of Tomihari & Sato 2025",
-                      constants=(("Linf", Linf), ("delta", delta)))
+                      constants=(("Linf", Linf), ("delta", delta)), moment=2)
 
 
 # ------------------------------------------------------------ B4: block-wise steps
@@ -466,7 +504,7 @@ def blockwise_gd_nonconvex(*, L_blocks, delta, eps=None) -> Bound:
                       statement="min_{t<T} sum_b ||g_{t,b}||^2 / L_b <= 2 Delta / T (eta_b = 1/L_b)",
                       reference="Nesterov (2012), SIAM J. Optim. 22(2), Sec. 2 (block descent lemma)",
                       constants=(("delta", delta), ("max_L_b", float(L.max())),
-                                 ("min_L_b", float(L.min()))))
+                                 ("min_L_b", float(L.min()))), moment=2)
 
 
 # ------------------------------------------------- B5: one metric, two geometries
@@ -488,7 +526,7 @@ def gd_nonconvex_l1(*, L2, delta, eps=None, d) -> Bound:
                       metric="grad_l1", aggregate="min",
                       statement="min_{t<T} ||g_t||_1^2 <= 2 d L2 Delta / T (GD, eta = 1/L2)",
                       reference="B1 with ||g||_1 <= sqrt(d) ||g||_2 (docs/bounds.md, B5)",
-                      constants=(("L2", L2), ("delta", delta), ("d", float(d))))
+                      constants=(("L2", L2), ("delta", delta), ("d", float(d))), moment=2)
 
 
 def sign_vs_gd_ratio(*, Linf, d, L2) -> float:
@@ -560,7 +598,9 @@ def sgd_nonconvex(*, L2, delta, sigma2, eps=None, eta=None) -> Bound:
     Statement: (1/T) sum_{t<T} E||g_t||_2^2 <= 2 Delta / (eta T) + eta L_2 sigma^2.
     Default step eta = min(1/L_2, eps^2 / (2 L_2 sigma^2)) keeps the noise floor at
     eps^2/2 or below; then T = 2 Delta / (eta (eps^2 - eta L_2 sigma^2)) steps give
-    mean E||g_t||^2 <= eps^2 (and so min_t E-mean ||g_t||_2 <= eps, by Jensen).
+    mean E||g_t||^2 <= eps^2 (and so min_t E-mean ||g_t||_2 <= eps, by Jensen). The bound is
+    on the mean of ||g_t||^2, so it carries ``moment=2``: a check compares the mean of the
+    squares with value(T)^2.
 
     Assumptions: f L_2-smooth, bounded below; the oracle is unbiased with
     E||g~ - g||^2 <= sigma^2 (sigma2 = sigma^2; for a minibatch of size n, the
@@ -584,7 +624,7 @@ def sgd_nonconvex(*, L2, delta, sigma2, eps=None, eta=None) -> Bound:
                       metric="grad_l2", aggregate="expected_mean",
                       statement="(1/T) sum_{t<T} E||g_t||^2 <= 2 Delta/(eta T) + eta L2 sigma^2, eta <= 1/L2",
                       reference="Ghadimi & Lan (2013), SIAM J. Optim. 23(4), Thm 2.1 / Cor. 2.2",
-                      constants=(("L2", L2), ("delta", delta), ("sigma2", sigma2)))
+                      constants=(("L2", L2), ("delta", delta), ("sigma2", sigma2)), moment=2)
 
 
 def signsgd_bernstein(*, L_vec, sigma_vec, delta, eps=None, K=None) -> Bound:
@@ -628,8 +668,9 @@ def signsgd_bernstein(*, L_vec, sigma_vec, delta, eps=None, K=None) -> Bound:
                  statement="E[(1/K) sum_k ||g_k||_1]^2 <= (1/K) [sqrt(||L||_1)(Delta + 1/2) "
                            "+ 2 ||sigma||_1]^2 (step 1/sqrt(||L||_1 K), batch K)",
                  reference="Bernstein et al. (2018), signSGD, ICML, Theorem 1",
-                 eps=eps, form="sublinear", coef=(A, 0.0, 0.5), batch=K,
-                 constants=(("L1", L1), ("sigma1", s1), ("delta", delta)))
+                 eps=eps, form="sublinear", coef=(A, 0.0, 0.5), batch=K, horizon=K,
+                 constants=(("L1", L1), ("sigma1", s1), ("delta", delta),
+                            ("noise_share", 2.0 * s1 / math.sqrt(A)) if A > 0 else ("noise_share", 0.0)))
 
 
 # ------------------------------------------------------ Q1-Q5: strongly convex quadratics
@@ -672,12 +713,12 @@ def gd_quadratic_rate(*, L, mu, step="1/L", metric=None, eps=None, initial=1.0) 
 
     Statement: x_t - x* = (I - eta H)^t (x_0 - x*), so with r = max(|1-eta mu|, |1-eta L|)
     ||x_t - x*|| <= r^t ||x_0 - x*|| and f_t - f* <= r^{2t} (f_0 - f*).
-    eta = 1/L: r = 1 - 1/kappa (THEORY: f_t - f* <= (1 - 1/kappa)^{2t} (f_0 - f*));
+    eta = 1/L: r = 1 - 1/kappa (docs/theory.md Q1: f_t - f* <= (1 - 1/kappa)^{2t} (f_0 - f*));
     eta = 2/(L+mu): r = (kappa - 1)/(kappa + 1), the best constant step.
     Both are exact: the contraction is attained along the eigenvector of mu (and of L).
 
     ``step``: "1/L", "2/(L+mu)" or a float eta. ``metric``: "subopt" (rate r^2) or
-    "dist" (rate r); default "subopt" for 1/L and "dist" for 2/(L+mu), as in THEORY.
+    "dist" (rate r); default "subopt" for 1/L and "dist" for 2/(L+mu), as in docs/theory.md (Q1).
     ``initial``: the metric at t = 0 (1.0 makes ``eps`` relative).
 
     Assumptions: H symmetric with spectrum in [mu, L], mu > 0.
@@ -721,15 +762,19 @@ def blockwise_gd_quadratic_rate(*, L_blocks, mu_blocks, step="1/L", metric="subo
     if np.any(mu > L):
         raise ValueError("need mu_b <= L_b for every block")
     etas = tuple(_step(step, float(Lb), float(mb)) for Lb, mb in zip(L, mu))
-    r = max(_contraction(e, float(Lb), float(mb)) for e, Lb, mb in zip(etas, L, mu))
+    factors = [_contraction(e, float(Lb), float(mb)) for e, Lb, mb in zip(etas, L, mu)]
+    r = max(factors)
     rate = _metric_rate(r, metric, ("subopt", "dist"))
     kappas = L / mu
+    slow = int(np.argmax(factors))     # the block that sets the rate (for the worst case over its class)
     return _linear("Q2", C=_pos("initial", initial), r=rate, eps=_eps(eps), lr=etas, metric=metric,
                    statement=f"{metric}_t <= max_b r_b^t {metric}_0, r_b = max|1 - eta_b lambda| over "
                              f"[mu_b, L_b]{' squared' if metric == 'subopt' else ''} (step {step})",
                    reference="Q1 per block (Nesterov 2018, Thm 2.1.15); Zhang et al. (2024), Sec. 4",
                    constants=(("max_kappa_b", float(kappas.max())),
-                              ("kappa", float(L.max() / mu.min()))))
+                              ("kappa", float(L.max() / mu.min())),
+                              ("kappa_rate_block", float(kappas[slow])),
+                              ("eta_L_rate_block", float(etas[slow] * L[slow]))))
 
 
 def fixed_diagonal_precond_rate(*, H, p, step="2/(L+mu)", metric="subopt", eps=None,
@@ -987,3 +1032,464 @@ def sign_head_growth(*, eta, C, h) -> Bound:
                  reference="elementary (entrywise |sign| <= 1); docs/theory.md C6",
                  form="growth", coef=(eta * math.sqrt(C * h),),
                  constants=(("C", float(C)), ("h", float(h))))
+
+
+# ------------------------------------------------------------ A1: Adam (beta1 = 0), l_inf
+def adam_linf_nonconvex(*, Linf, delta, beta2, eps=None, T=None, eta=None, d=None, adam_eps=0.0) -> Bound:
+    r"""A1: Adam with beta1 = 0 (RMSProp with bias correction) on an l_inf-smooth function.
+
+    The rule (torch.optim.Adam with betas = (0, beta2), no weight decay): v_t = beta2 v_{t-1} +
+    (1 - beta2) g_t^2 (v_{-1} = 0), \hat v_t = v_t / (1 - beta2^{t+1}),
+    x_{t+1} = x_t - eta g_t / (\sqrt{\hat v_t} + eps_adam).
+
+    Statement: for every T >= 1 at a fixed eta,
+
+        (1/T) sum_{t<T} ||g_t||_1^2 <= [S_{T-1} sqrt(2 L_inf (Delta + a C_{T-1})) + d eps_adam]
+                                       * (Delta + a C_T) / (eta T),
+
+    a = L_inf eta^2 / 2, c_k^2 = (1 - beta2^{k+1})/(1 - beta2), C_n = sum_{k<n} c_k^2 <= n/(1-beta2),
+    S_{T-1} = sqrt((1+q)/(1-q) (1-q^T)/(1+q^T)) <= K = sqrt((1+q)/(1-q)), q = sqrt(beta2).
+    With the prescribed step eta = sqrt(2 Delta (1 - beta2) / (L_inf T)) (so a C_T <= Delta) and
+    eps_adam = 0 this is at most 2 sqrt(2) K L_inf Delta / (sqrt(1 - beta2) sqrt(T)): min_{t<T}
+    ||g_t||_1 <= eps after T = 8 K^2 L_inf^2 Delta^2 / ((1 - beta2) eps^4) steps (with eps_adam > 0,
+    T = 2 L_inf Delta (2 K sqrt(L_inf Delta) + d eps_adam)^2 / ((1 - beta2) eps^4)).
+
+    The bound depends on the curvature only through L_inf (the l_inf smoothness constant, at most
+    ||H||_{1,1} and sum_b d_b L_b), never through L_2 or d, as Xie, Mohamadi & Li argue for Adam.
+    It is much weaker in T than SignGD's B2 (eps^-4 against eps^-2): the second-moment memory can
+    hold the step far below eta when gradients shrink, and the bound pays for that worst case.
+
+    Assumptions: f(x+u) <= f(x) + <g,u> + (L_inf/2) ||u||_inf^2 for all x, u; bounded below
+    (Delta = f(x_0) - inf f); beta2 in [0, 1); eps_adam >= 0 (with eps_adam = 0 no coordinate of
+    g_0 may vanish).
+
+    Reference: our derivation (docs/bounds.md, A1), in the l_inf-smoothness framework of Xie,
+    Mohamadi & Li (2025), *Adam Exploits l_inf-geometry of Loss Landscape via Coordinate-wise
+    Adaptivity*, ICLR, arXiv 2410.08198 (their theorem is stochastic and carries logarithmic
+    factors; this deterministic version has explicit constants).
+
+    Proof sketch: \hat v_t is a convex combination of g_0^2..g_t^2 whose last weight is
+    1/c_t^2, so |u_{t,i}| <= eta c_t; the l_inf descent lemma gives f_{t+1} <= f_t -
+    eta sum_i g_i^2/D_i + a c_t^2 (D = sqrt(\hat v) + eps_adam). Cauchy-Schwarz gives
+    sum_i g_i^2/D_i >= ||g_t||_1^2 / sum_i D_i, and sum_i D_i <= S_t max_{s<=t} ||g_s||_1 + d eps_adam
+    (sqrt of a weighted sum <= weighted sum of sqrt). Finally ||g_s||_1^2 <= 2 L_inf (f(x_s) - inf f)
+    <= 2 L_inf (Delta + a C_s); sum over t < T.
+
+    Exactly one of ``eps`` (choose T, then eta), ``T`` (choose eta; eps = value(T)) or ``eta``
+    (a given step; no iteration count) is needed. ``d`` is required when ``adam_eps > 0``.
+    """
+    Linf, delta = _pos("Linf", Linf), _nonneg("delta", delta)
+    beta2 = _scalar("beta2", beta2)
+    if not 0.0 <= beta2 < 1.0:
+        raise ValueError(f"beta2 must be in [0, 1); got {beta2}")
+    adam_eps = _nonneg("adam_eps", adam_eps)
+    if adam_eps > 0 and d is None:
+        raise ValueError("adam_linf_nonconvex needs d (the dimension) when adam_eps > 0")
+    d_eps = adam_eps * int(_pos("d", d)) if adam_eps > 0 else 0.0
+    if sum(v is not None for v in (eps, T, eta)) != 1:
+        raise ValueError(f"give exactly one of eps, T or eta; got eps={eps!r}, T={T!r}, eta={eta!r}")
+    K2, c2 = (1.0 + math.sqrt(beta2)) / (1.0 - math.sqrt(beta2)), 1.0 / (1.0 - beta2)
+    iters = math.nan
+    if eps is not None:
+        eps = _pos("eps", eps)
+        need = 2.0 * Linf * c2 * delta * (2.0 * math.sqrt(K2 * Linf * delta) + d_eps) ** 2 / eps ** 4
+        iters = float(max(1, math.ceil(need)))
+        T = iters
+    if T is not None:
+        T = int(_pos("T", T))
+        if delta == 0.0:
+            raise ValueError("delta = 0: x_0 is already a minimiser; there is no step to prescribe")
+        eta = math.sqrt(2.0 * delta / (Linf * c2 * T))
+    eta = _pos("eta", eta)
+    if eps is None and T is not None:
+        eps = _adam_value(T, Linf, delta, beta2, eta, d_eps)
+    return Bound(name="A1", iterations=iters, lr=eta, metric="grad_l1", aggregate="mean", eps=eps,
+                 statement="(1/T) sum_{t<T} ||g_t||_1^2 <= [S sqrt(2 Linf (Delta + a C_{T-1})) + d eps_adam] "
+                           "(Delta + a C_T) / (eta T), a = Linf eta^2/2 (Adam, beta1 = 0)",
+                 reference="ours (docs/bounds.md, A1), in the l_inf framework of Xie, Mohamadi & Li (2025), "
+                           "ICLR, arXiv 2410.08198",
+                 form="adam", coef=(Linf, delta, beta2, eta, d_eps), moment=2, momentum=0.0,
+                 constants=(("Linf", Linf), ("delta", delta), ("beta2", beta2), ("K_beta", math.sqrt(K2)),
+                            ("c2", c2), ("adam_eps", adam_eps)))
+
+
+def adam_step_decrease(*, g, denom, eta, Linf):
+    r"""A1 per step: the l_inf descent lemma on Adam's actual step u = -eta g / D.
+
+    Statement: f(x_t) - f(x_{t+1}) >= eta sum_i g_i^2 / D_i - (L_inf/2) eta^2 max_i (g_i / D_i)^2,
+    D = sqrt(\hat v_t) + eps_adam the denominator Adam used at step t. Returns (guarantee,
+    first_order) with first_order = eta sum_i g_i^2 / D_i = -<g, u> (the decrease before curvature),
+    each of shape (...,) for ``g``, ``denom`` of shape (..., d); ``eta`` a scalar or of shape (...,).
+
+    Assumptions, reference: as :func:`adam_linf_nonconvex` (its first step).
+    """
+    g, denom, eta = _array(g), _array(denom), _array(eta)
+    Linf = _pos("Linf", Linf)
+    _check_positive_array("eta", eta)
+    ratio = g / denom
+    first = eta * (g * ratio).sum(-1)
+    top = ratio.abs().amax(-1) if isinstance(ratio, torch.Tensor) else np.abs(ratio).max(-1)
+    return first - 0.5 * Linf * (eta * top) ** 2, first
+
+
+# ------------------------------------------------- exact worst case over a function class (PEP)
+#: Bound label -> the PEPit function classes its exact worst case is available for (first: default).
+#: B4 is B1 in the variables z_b = L_b^{1/2} x_b (then every block is 1-smooth); Q2's rate is set by
+#: its slowest block, whose class is Q1's with that block's kappa_b.
+PEP_CLASSES = {
+    "B1": ("smooth", "smooth_convex"),
+    "B4": ("smooth", "smooth_convex"),
+    "Q1": ("smooth_strongly_convex", "quadratic"),
+    "Q2": ("smooth_strongly_convex", "quadratic"),
+    "Q5": ("quadratic", "smooth_strongly_convex"),
+}
+#: Longest horizon solved by default: the SDP grows like T^2 (T = 10 takes ~0.5 s, T = 20 ~3 s).
+PEP_MAX_T = 10
+_RATE_T = 2          # horizon of the linear-rate PEPs (the per-step worst case compounds exactly)
+_CLASS_WORDS = {"smooth": "L-smooth (nonconvex)", "smooth_convex": "L-smooth convex",
+                "smooth_strongly_convex": "L-smooth mu-strongly convex",
+                "quadratic": "quadratics with mu I <= H <= L I"}
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """The exact worst case of a bound's quantity over a function class, beside the bound.
+
+    ``worst``: the largest value the bound's aggregate (in the metric's units) can take after ``T``
+    steps of the method at the bound's step, over every function of ``function_class`` and every
+    start with the bound's initial gap (PEPit's SDP value). ``bound_value`` = ``bound.value(T)``;
+    ``ratio`` = (bound_value / worst)^moment, in the quantity the bound states (B1 and B4 bound the
+    squared norm), (1 = the bound is the exact worst case; > 1 its own slack;
+    < 1 the bound fails somewhere on the class, e.g. an asymptotic rate at finite T). For a
+    per-step certificate (:func:`step_decrease_worst_case`) both are decrease coefficients and
+    ratio = guarantee / worst <= 1. ``closed_form``: the known exact value where there is one;
+    ``iterations``: the worst-case T(eps) over the class at the bound's eps (nan where not known)."""
+
+    bound: str
+    function_class: str
+    T: int
+    worst: float
+    bound_value: float
+    ratio: float
+    closed_form: float | None = None
+    iterations: float = math.nan
+    note: str = ""
+    solver: str = ""
+    seconds: float = 0.0
+    cached: bool = False
+
+    def as_dict(self) -> dict:
+        return {"pep_class": self.function_class, "pep_T": self.T, "pep_worst": self.worst,
+                "pep_bound_value": self.bound_value, "bound_over_pep": self.ratio,
+                "pep_closed_form": self.closed_form, "pep_iterations": self.iterations}
+
+
+def _pep(method, cls, T, h, initial, performance, momentum=0.0, mu=0.0, cache=True):
+    from heterosim.pep import PEPProblem, solve
+    strongly = cls in ("smooth_strongly_convex", "quadratic")
+    mu = min(max(mu, 1e-12), 1.0 - 1e-9) if strongly else 0.0
+    return solve(PEPProblem(method, cls, int(T), float(h), initial, performance, momentum=momentum, mu=mu),
+                 cache=cache)
+
+
+def _default_T(bound: Bound, T):
+    if T is not None:
+        T = int(T)
+        if T < 1:
+            raise ValueError(f"T must be an integer >= 1; got {T}")
+        return T
+    if bound.form == "linear" and bound.name != "Q5":
+        return _RATE_T
+    it = bound.iterations
+    return int(min(PEP_MAX_T, max(1, math.ceil(it)))) if math.isfinite(it) else PEP_MAX_T
+
+
+def _worst_gradient(bound: Bound, cls, T, cache):
+    """B1 (L = L_2, step eta) and B4 (L = 1, step 1 in z_b = L_b^{1/2} x_b): min_{t<T} ||g_t||^2."""
+    c = bound.constants_dict
+    delta = c["delta"]
+    scale, h = (c["L2"] * delta, bound.lr * c["L2"]) if bound.name == "B1" else (delta, 1.0)
+    res = _pep("gd", cls, T, h, "f0_minus_fT" if cls == "smooth" else "subopt", "min_grad_sq", cache=cache)
+    closed = iters = None
+    if cls == "smooth" and abs(h - 1.0) < 1e-12:
+        from heterosim.pep import gd_nonconvex_closed_form
+        closed = math.sqrt(scale * gd_nonconvex_closed_form(T))
+        if bound.eps is not None:
+            iters = (4.0 * scale / bound.eps ** 2 + 1.0) / 3.0      # smallest T with 4 s/(3T - 1) <= eps^2
+    note = ("B4 in z_b = L_b^1/2 x_b: -diag(L_b) <= Hessian <= diag(L_b) makes f 1-smooth in z"
+            if bound.name == "B4" else "")
+    return res, math.sqrt(scale * max(res.value, 0.0)), closed, iters, note
+
+
+def _worst_rate(bound: Bound, cls, T, cache):
+    """Q1, Q2 (GD at the bound's step on the class with the bound's kappa) and Q5 (heavy ball)."""
+    c = bound.constants_dict
+    C = bound.coef[0]
+    if bound.name == "Q2":
+        kappa, h = c["kappa_rate_block"], c["eta_L_rate_block"]
+    else:
+        kappa, h = c["kappa"], bound.lr * c["L"]
+    if bound.name == "Q5":
+        res = _pep("heavy_ball", cls, T, h, "dist", "dist_sq", momentum=bound.momentum, mu=1.0 / kappa, cache=cache)
+        return res, C * math.sqrt(max(res.value, 0.0)), None, None, "asymptotic bound: the rate r^T omits the (1 + cT) factor"
+    sub = bound.metric == "subopt"
+    res = _pep("gd", cls, T, h, "subopt" if sub else "dist", "subopt" if sub else "dist_sq", mu=1.0 / kappa, cache=cache)
+    factor = max(res.value, 0.0) if sub else math.sqrt(max(res.value, 0.0))
+    iters = None
+    if bound.eps is not None and factor > 0:
+        iters = _linear_iterations(bound.eps, C, factor ** (1.0 / T))
+    note = f"slowest block's class (kappa_b = {kappa:.4g})" if bound.name == "Q2" else ""
+    return res, C * factor, None, iters, note
+
+
+def worst_case(bound: Bound, *, T: int | None = None, function_class: str | None = None,
+               cache: bool = True) -> WorstCase:
+    r"""The exact worst case of ``bound``'s quantity over its function class, by PEPit.
+
+    Performance estimation (Drori & Teboulle 2014; Taylor, Hendrickx & Glineur 2017) turns "the
+    largest value of the measured quantity after T steps, over every function of the class and
+    every start with the same initial gap" into a semidefinite program, which
+    :mod:`heterosim.pep` builds with PEPit and solves (cached on disk). Available for the bounds in
+    :data:`PEP_CLASSES`:
+
+    * B1 (GD at eta on L_2-smooth functions; ``smooth`` or ``smooth_convex``): min_{t<T} ||g_t||_2.
+      At eta = 1/L_2 on the nonconvex class the exact value is sqrt(4 L_2 Delta / (3T - 1))
+      (Abbaszadehpeivasti, de Klerk & Zamani 2022), so B1 / worst = sqrt((3T - 1)/(2T)) and the
+      iteration counts differ by (3T - 1)/(2T) -> 1.5 (``closed_form``, ``iterations``).
+    * B4 (block-wise 1/L_b): B1 in z_b = L_b^{1/2} x_b, where the function is 1-smooth when
+      -diag(L_b) <= Hessian <= diag(L_b) (every block-diagonal quadratic with L_b = lambda_max(H_b)).
+    * Q1, Q2 (GD on ``smooth_strongly_convex`` functions or ``quadratic`` ones): the contraction of
+      f - f* or ||x - x*|| after T steps (Q2: its slowest block's class).
+    * Q5 (heavy ball with Polyak's parameters): ||x_T - x*|| on quadratics, where the bound omits the
+      factor (1 + cT), so ratio < 1; on the smooth strongly convex class the method need not converge
+      (Lessard, Recht & Packard 2016), and the worst case grows.
+
+    ``T``: the horizon (default: the bound's iterations, at most :data:`PEP_MAX_T`; 2 for Q1/Q2).
+    Other bounds (sign methods in l_inf, S1/S2, A1, ...) have no PEPit class: ValueError.
+    """
+    if not isinstance(bound, Bound):
+        raise ValueError(f"worst_case takes a heterosim.bounds.Bound; got {type(bound).__name__}")
+    classes = PEP_CLASSES.get(bound.name)
+    if classes is None:
+        raise ValueError(f"bound {bound.name} has no PEPit function class (its smoothness is in l_inf, block "
+                         f"norms or an expectation); available for {', '.join(PEP_CLASSES)}")
+    cls = function_class or classes[0]
+    if cls not in classes:
+        raise ValueError(f"function_class for {bound.name} must be one of {classes}; got {cls!r}")
+    T = _default_T(bound, T)
+    fn = _worst_gradient if bound.name in ("B1", "B4") else _worst_rate
+    res, worst, closed, iters, note = fn(bound, cls, T, cache)
+    value = bound.value(float(T))
+    # the ratio in the quantity the bound states (B1, B4: the squared norm, moment 2): for B1 at
+    # 1/L_2 it is (3T - 1)/(2T), which is also the ratio of the iteration counts at the same eps
+    ratio = (value / worst) ** bound.moment if worst > 0 else (1.0 if value == 0 else math.inf)
+    return WorstCase(bound.name, _CLASS_WORDS[cls], T, worst, value, ratio, closed,
+                     math.nan if iters is None else float(iters), note, res.solver, res.seconds, res.cached)
+
+
+def step_decrease_worst_case(*, eta, L, function_class: str = "smooth", cache: bool = True) -> WorstCase:
+    r"""The exact smallest one-step decrease of GD at step eta over L-smooth functions, per ||g||^2.
+
+    B1' (and B4-step in z_b = L_b^{1/2} x_b) guarantee f(x_t) - f(x_{t+1}) >= eta (1 - eta L/2) ||g_t||^2.
+    PEPit's one-step worst case says how much of that is the class and how much the certificate:
+    ``worst`` is the smallest (f(x_0) - f(x_1)) / ||g_0||^2 over the class, ``bound_value`` the
+    certificate's eta (1 - eta L/2), ``ratio`` their quotient (1: the descent lemma is the exact worst
+    case of one step, attained by a function curving at L along g)."""
+    eta, L = _pos("eta", eta), _pos("L", L)
+    if function_class not in ("smooth", "smooth_convex"):
+        raise ValueError(f"function_class must be 'smooth' or 'smooth_convex'; got {function_class!r}")
+    res = _pep("gd_step", function_class, 1, eta * L, "grad", "neg_decrease", cache=cache)
+    worst = -res.value / L
+    value = eta * (1.0 - eta * L / 2.0)
+    return WorstCase("B1'", _CLASS_WORDS[function_class], 1, worst, value, value / worst if worst > 0 else math.nan,
+                     closed_form=value, note="one step, per unit ||g||^2", solver=res.solver, seconds=res.seconds,
+                     cached=res.cached)
+
+
+# ------------------------------------------------- exact worst start on one spectrum (quadratics)
+@dataclass(frozen=True)
+class WorstStart:
+    """The exact maximum over starting points of T(eps) on one quadratic's spectrum.
+
+    ``iterations``: the largest first-hitting step over all starts with the given initial gap (for
+    ``grad_l2``/``grad_Linv``: f(x_0) - f* = Delta; for relative metrics: any start);
+    ``eigenvalue``: the eigenvalue whose eigenvector attains it, when one eigen-direction does (GD,
+    block-wise GD); ``weights``: the attaining mixture of eigen-directions (shares of the metric at
+    x_0), when it takes several (heavy ball)."""
+
+    method: str
+    metric: str
+    iterations: float
+    eigenvalue: float | None = None
+    weights: tuple | None = None
+    note: str = ""
+
+
+def _first_below(q, rho, target):
+    """Per mode: the first t >= 0 with q rho^(2t) <= target (inf if never)."""
+    out = np.zeros(len(q))
+    for i, (qi, ri) in enumerate(zip(q, rho)):
+        if qi <= target:
+            continue
+        if ri == 0.0:
+            out[i] = 1.0
+            continue
+        if ri >= 1.0:
+            out[i] = math.inf
+            continue
+        t = max(1, math.ceil(math.log(target / qi) / (2.0 * math.log(ri))))
+        while t > 1 and qi * ri ** (2 * (t - 1)) <= target:     # guard the rounding of the logarithms
+            t -= 1
+        while qi * ri ** (2 * t) > target:
+            t += 1
+        out[i] = t
+    return out
+
+
+def _mode_weights(metric, lam, delta, eps, scale=None):
+    """(q, target) of the single-mode hitting problem q rho^(2t) <= target for each metric."""
+    if metric in ("grad_l2", "grad_Linv"):
+        if delta is None:
+            raise ValueError(f"metric {metric} (absolute eps) needs delta = f(x_0) - f*")
+        delta = _nonneg("delta", delta)
+        return 2.0 * delta * lam * (1.0 if scale is None else scale), eps * eps
+    if metric == "subopt":                 # f_t - f* <= eps (f_0 - f*): shares of the loss
+        return np.ones_like(lam), eps
+    if metric == "dist":                   # ||x_t - x*|| <= eps ||x_0 - x*||
+        return np.ones_like(lam), eps * eps
+    raise ValueError(f"metric must be grad_l2, grad_Linv, subopt or dist; got {metric!r}")
+
+
+def _single_mode_worst(method, metric, lam, rho, q, target, note):
+    if np.any(rho > 1.0 + 1e-15):
+        raise ValueError(f"{method}: some |1 - eta lambda| > 1 (the step exceeds 2/lambda): the iteration "
+                         "diverges from that eigenvector and T(eps) is infinite")
+    T = _first_below(q, np.minimum(rho, 1.0), target)
+    i = int(np.argmax(T))
+    return WorstStart(method, metric, float(T[i]), float(lam[i]), None, note)
+
+
+def gd_worst_start(*, eigenvalues, eta, eps, metric="grad_l2", delta=None) -> WorstStart:
+    r"""The exact maximum over starts of GD's T(eps) on a quadratic with the given spectrum.
+
+    Statement: write x_0 - x* = sum_i c_i v_i in H's eigenbasis and w_i = lambda_i c_i^2 / 2 (the
+    share of f_0 - f* = Delta in mode i). Then ||g_t||^2 = sum_i 2 lambda_i w_i (1 - eta lambda_i)^{2t}
+    is linear in w, and for eta <= 2/L every term is nonincreasing in t. A start is unreached at t iff
+    every s <= t has ||g_s|| > eps, and by monotonicity that is iff ||g_t|| > eps; the largest
+    ||g_t||^2 over the simplex {w >= 0, sum w = Delta} sits at a vertex. So the worst start is one
+    eigenvector: T_worst = max_i min{t : 2 lambda_i Delta (1 - eta lambda_i)^{2t} <= eps^2}.
+    On a continuous spectrum at eta = 1/L this is at most about T_B1 / (2e) (maximise
+    log(u)/(2u) over u = 2 lambda Delta/eps^2): GD on any quadratic uses at most ~18.4% of B1's steps.
+
+    ``metric``: ``grad_l2`` (absolute eps, needs ``delta``), ``subopt`` (f_t - f* <= eps (f_0 - f*)) or
+    ``dist`` (||x_t - x*|| <= eps ||x_0 - x*||); the last two are relative and start-free.
+    Reference: exact (diagonalisation); the worst-start view of Nesterov (2018), Sec. 2.1.4.
+    """
+    lam = _vector("eigenvalues", eigenvalues, allow_zero=True)
+    lam = lam[lam > 0]
+    eta, eps = _pos("eta", eta), _pos("eps", eps)
+    q, target = _mode_weights(metric, lam, delta, eps)
+    return _single_mode_worst("gd", metric, lam, np.abs(1.0 - eta * lam), q, target,
+                              "one eigenvector attains it (every mode decays monotonically)")
+
+
+def blockwise_gd_worst_start(*, block_eigenvalues, eta_blocks, eps, metric="grad_Linv", delta=None,
+                             L_blocks=None) -> WorstStart:
+    r"""The exact maximum over starts of block-wise GD's T(eps) (x_{t+1,b} = x_{t,b} - eta_b g_{t,b}) on a
+    block-diagonal quadratic with the given block spectra.
+
+    Every eigenvector of H lies in one block b and is multiplied by 1 - eta_b lambda per step; with
+    w_i the share of Delta in mode i, sum_b ||g_{t,b}||^2 / L_b = sum_i 2 w_i (lambda_i/L_b)(1 - eta_b lambda_i)^{2t}
+    (metric ``grad_Linv``, B4's; needs ``L_blocks`` and ``delta``), so the argument of
+    :func:`gd_worst_start` applies mode by mode: one eigenvector attains the maximum. ``grad_l2``,
+    ``subopt`` and ``dist`` are as there.
+    """
+    spectra = [_vector(f"block_eigenvalues[{b}]", s, allow_zero=True) for b, s in enumerate(block_eigenvalues)]
+    etas = _vector("eta_blocks", eta_blocks)
+    if etas.size != len(spectra):
+        raise ValueError(f"got {etas.size} block steps for {len(spectra)} blocks")
+    eps = _pos("eps", eps)
+    lam = np.concatenate(spectra)
+    rho = np.concatenate([np.abs(1.0 - e * s) for e, s in zip(etas, spectra)])
+    scale = None
+    if metric == "grad_Linv":
+        if L_blocks is None:
+            raise ValueError("metric grad_Linv needs L_blocks")
+        Lb = _vector("L_blocks", L_blocks)
+        scale = np.concatenate([np.full(s.size, 1.0 / L) for s, L in zip(spectra, Lb)])
+    q, target = _mode_weights(metric, lam, delta, eps, scale)
+    keep = lam > 0
+    return _single_mode_worst("blockwise_gd", metric, lam[keep], rho[keep], q[keep], target,
+                              "one eigenvector attains it (every mode decays monotonically)")
+
+
+def _heavy_ball_modes(lam, eta, beta, steps):
+    """z_t(lambda) for t = 0..steps: z_0 = 1, z_1 = 1 - eta lambda (torch's first step),
+    z_{t+1} = (1 + beta - eta lambda) z_t - beta z_{t-1}. Shape (steps + 1, n)."""
+    z = np.empty((steps + 1, lam.size))
+    z[0] = 1.0
+    if steps >= 1:
+        z[1] = 1.0 - eta * lam
+    a = 1.0 + beta - eta * lam
+    for t in range(1, steps):
+        z[t + 1] = a * z[t] - beta * z[t - 1]
+    return z
+
+
+def _lp_max_min(A):
+    """max over the simplex of min_s (A w)_s, and the maximiser (scipy's HiGHS)."""
+    from scipy.optimize import linprog
+    m, n = A.shape
+    c = np.zeros(n + 1)
+    c[-1] = -1.0
+    res = linprog(c, A_ub=np.hstack([-A, np.ones((m, 1))]), b_ub=np.zeros(m),
+                  A_eq=np.hstack([np.ones((1, n)), np.zeros((1, 1))]), b_eq=[1.0],
+                  bounds=[(0, None)] * n + [(None, None)], method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"the worst-start LP failed: {res.message}")
+    return -float(res.fun), res.x[:n]
+
+
+def heavy_ball_worst_start(*, eigenvalues, eta, momentum, eps, metric="dist", max_steps: int = 100_000) -> WorstStart:
+    r"""The exact maximum over starts of heavy ball's T(eps) for ||x_t - x*|| <= eps ||x_0 - x*||.
+
+    Each eigen-coordinate follows z_{t+1} = (1 + beta - eta lambda) z_t - beta z_{t-1} (torch.optim.SGD's
+    first step z_1 = (1 - eta lambda) z_0), so with w_i = c_i^2 / ||x_0 - x*||^2 on the simplex,
+    ||x_t - x*||^2 / ||x_0 - x*||^2 = sum_i w_i z_t(lambda_i)^2 is linear in w. Unlike GD the modes
+    oscillate, so a mixture can stay above eps longer than any single eigenvector: a start is unreached
+    at t iff min_{s<=t} sum_i w_i z_s(lambda_i)^2 > eps^2, and the largest such t over the simplex is
+    found by bisection on t, each step a linear program (max_w min_s; scipy's HiGHS).
+    ``metric``: only ``dist`` (Q5's). Returns inf if some start is still unreached after ``max_steps``.
+    """
+    if metric != "dist":
+        raise ValueError(f"heavy_ball_worst_start measures ||x_t - x*|| (metric 'dist'); got {metric!r}")
+    lam = np.unique(_vector("eigenvalues", eigenvalues))
+    eta, eps = _pos("eta", eta), _pos("eps", eps)
+    beta = _scalar("momentum", momentum)
+    if not 0 <= beta < 1:
+        raise ValueError(f"momentum must be in [0, 1); got {beta}")
+    A, t_hi, n = None, None, 64
+    while t_hi is None:                        # grow the horizon until every mode is below eps at once
+        A = _heavy_ball_modes(lam, eta, beta, n) ** 2 / (eps * eps)
+        below = np.nonzero(A.max(1) <= 1.0)[0]
+        if below.size:
+            t_hi = int(below[0])
+        elif n >= max_steps:
+            return WorstStart("heavy_ball", metric, math.inf, note=f"not reached within {max_steps} steps")
+        else:
+            n = min(4 * n, max_steps)
+    above = A[: t_hi + 1] > 1.0                # single modes: the last t with every s <= t above eps
+    runs = np.where(above.all(0), t_hi, np.argmin(above, axis=0) - 1)
+    lo, best = int(runs.max()), None           # P(lo) holds (or lo = -1); P(t_hi) fails
+    hi = t_hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        v, w = _lp_max_min(A[: mid + 1])
+        if v > 1.0 + 1e-9:
+            lo, best = mid, w
+        else:
+            hi = mid
+    weights = tuple(float(x) for x in best) if best is not None else None
+    return WorstStart("heavy_ball", metric, float(lo + 1), None, weights,
+                      "max over mixtures of eigen-directions (LP); single eigenvectors can hit eps early "
+                      "at a zero of their oscillation")

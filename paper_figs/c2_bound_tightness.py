@@ -1,4 +1,5 @@
-"""C2: measured iterations against their bounds (B1-B5, Q1-Q3, S1) over random instances.
+"""C2: measured T(eps), the worst start on each instance's spectrum and the worst case over the
+bound's function class (PEPit), against each bound, one panel per bound family.
 
 Reads results/c2_bound_tightness/ (run `heterosim sweep experiments/c2_bound_tightness.py` first), writes
 paper_figs/out/c2_bound_tightness.png and .pdf, and prints the claim's verdict with its statistic.
@@ -8,7 +9,9 @@ paper_figs/out/c2_bound_tightness.png and .pdf, and prints the claim's verdict w
 import sys
 from pathlib import Path
 
-from heterosim.plots import figure_script
+from heterosim.claims.cli import figure_script
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 if __name__ == "__main__":
-    sys.exit(figure_script("c2_bound_tightness", Path(__file__).resolve().parent / "out"))
+    sys.exit(figure_script("C2", DEFAULT_OUT))

@@ -422,3 +422,17 @@ def test_q1_gd_lower_bound_attained_on_extreme_eigenvector():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_moment_and_horizon_say_what_is_bounded():
+    """B1, B3, B4, B5 and S1 state bounds on squared norms (moment 2; for min aggregates the power
+    changes nothing); S2's value holds only after its K steps (horizon = K), and it reports the share
+    of the noise term 2 ||sigma||_1 in sqrt(A)."""
+    import heterosim.bounds as hb
+    assert hb.gd_nonconvex(L2=1.0, delta=1.0, eps=0.1).moment == 2
+    assert hb.signgd_nonconvex(Linf=1.0, delta=1.0, eps=0.1).moment == 1
+    assert hb.sgd_nonconvex(L2=1.0, delta=1.0, sigma2=1.0, eps=0.5).moment == 2
+    s2 = hb.signsgd_bernstein(L_vec=[1.0, 3.0], sigma_vec=[2.0, 2.0], delta=0.5, K=10)
+    A = (2.0 * (0.5 + 0.5) + 2 * 4.0) ** 2
+    assert s2.horizon == 10 and s2.constants_dict["noise_share"] == pytest.approx(8.0 / A ** 0.5)
+    assert s2.as_dict()["horizon"] == 10 and s2.as_dict()["moment"] == 1

@@ -28,7 +28,7 @@ FEW = settings(max_examples=6, deadline=None, derandomize=True)
 
 
 def _case(problem, name="hyp", tags=None):
-    return hv._case(name, problem, tags)
+    return hv.make_case(name, problem, tags)
 
 
 def _assert_rows(rows, expected):

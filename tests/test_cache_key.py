@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import heterosim
+import heterosim.claims.common
 from heterosim import codekey, sweep
 
 SCRIPT = textwrap.dedent('''
@@ -203,7 +204,7 @@ def test_module_hash_follows_user_modules_the_function_names(tmp_path, monkeypat
     helper.write_text("SCALE = 2.0\ndef scale(x):\n    return SCALE * x\n")
     assert codekey.modules_hash(ns["measure"]) != h1
     # heterosim's own functions, numpy and the standard library are not user modules
-    assert codekey.user_files(heterosim.studies.measure_tuned) == []
+    assert codekey.user_files(heterosim.claims.common.measure_tuned) == []
     assert codekey._user_file(np) is None and codekey._user_file(types) is None
 
 

@@ -660,12 +660,12 @@ def _demo_tunings():
 
 def test_demo_tunings_same_T_on_every_path():
     """Every tuning of the demo (its problems and optimizers, on the demo's learning-rate grid
-    without the refinement, as heterosim.studies.measure_tuned runs it; 10^-0.5 is on the grid:
+    without the refinement, as heterosim.claims.common.measure_tuned runs it; 10^-0.5 is on the grid:
     Zhang case 2 with Adam there gave T = 1169 on the plain path and 1161 on the fast one before
     issue 11) gives the same T*, argmin lr, and T of every learning rate on the fast path with
     the C kernels, without them, and on the plain path."""
-    from heterosim import studies
-    grid = hs.engine.lr_grid(*studies.LR_RANGE, per_decade=studies.LR_PER_DECADE)
+    from heterosim.claims import common
+    grid = hs.engine.lr_grid(*common.LR_RANGE, per_decade=common.LR_PER_DECADE)
     assert np.isclose(grid, 10 ** -0.5).any()
     reached = 0
     for label, p, name, eps, metric in _demo_tunings():

@@ -1,6 +1,7 @@
-"""heterosim verify: the default suite passes, the table and JSON have their documented shape,
-and a bound made to fail (monkeypatched to claim more than is true) gives a failing row and
-exit code 1."""
+"""heterosim verify: the default suite passes, the table and JSON have their documented shape (the
+PEP worst case and the worst start beside the bounds), a bound made to fail (monkeypatched to claim
+more than is true) gives a failing row and exit code 1, and a capped, unreached run is INCONCLUSIVE,
+never a pass."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,8 @@ from heterosim.cli import main as heterosim_main
 from heterosim.problems.quadratic import BlockQuadratic
 
 COLUMNS = ["bound", "problem", "optimizer", "step", "lr", "metric", "quantity", "measured", "predicted",
-           "tightness", "sense", "tol", "pass", "n", "detail"]
+           "tightness", "sense", "tol", "status", "pass", "n", "worst_start", "pep_class", "pep_T", "pep_worst",
+           "bound_over_pep", "pep_iterations", "paid_over_charged", "detail"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,93 @@ def test_default_suite_passes(quick_table):
     assert set(df["sense"]) <= {"<=", ">=", "=="}
     # stochastic checks use >= 32 seeds
     assert (df.loc[df["bound"].isin(["S1", "S2"]), "n"] >= 32).all()
-    assert df.attrs["seconds"] < 120
+    assert (df["status"] == "pass").all() and df.attrs["seconds"] < 180
+
+
+def test_pep_worst_case_beside_every_bound_in_a_pepit_class(quick_table):
+    """B1, B4 (L-smooth), Q1, Q2 (smooth strongly convex), Q5 (quadratics) and the per-step B1', B4-step
+    carry the exact worst case and bound/worst; B1 at 1/L matches (3T - 1)/(2T) within 1%."""
+    df = quick_table
+    in_class = df[df["bound"].isin(["B1", "B1'", "B4", "B4-step", "Q1 1/L", "Q1 2/(L+mu)", "Q2", "Q5"])]
+    assert in_class["bound_over_pep"].notna().all() and (in_class["pep_class"] != "").all()
+    b1 = df[df["bound"] == "B1"]
+    T = b1["pep_T"].to_numpy()
+    assert ((b1["bound_over_pep"] / ((3 * T - 1) / (2 * T)) - 1).abs() < 0.01).all()
+    assert (df.loc[df["bound"].isin(["Q1 1/L", "Q1 2/(L+mu)", "Q2", "B1'", "B4-step"]), "bound_over_pep"]
+            .sub(1).abs() < 1e-5).all()
+    assert (df.loc[df["bound"] == "Q5", "bound_over_pep"] < 1).all()          # only asymptotic
+    # rows outside PEPit's classes say nothing
+    assert df.loc[df["bound"].isin(["B2", "B3", "S1", "S2", "A1"]), "bound_over_pep"].isna().all()
+
+
+def test_worst_start_between_measured_and_bound(quick_table):
+    """On quadratics B1 and B4 carry the exact worst start on the problem's spectrum: the measured T is
+    at most it, it is at most the bound (GD can use at most ~1/(2e) of B1's steps)."""
+    rows = quick_table[quick_table["bound"].isin(["B1", "B4"]) & quick_table["worst_start"].notna()]
+    assert len(rows) >= 6
+    assert (rows["measured"] <= rows["worst_start"]).all() and (rows["worst_start"] <= rows["predicted"]).all()
+    b1 = rows[rows["bound"] == "B1"]
+    assert (b1["worst_start"] / b1["predicted"] <= 1 / (2 * math.e) + 0.01).all()
+
+
+def test_s2_noise_dominated_regime_and_long_softmax_certificates(quick_table):
+    df = quick_table
+    s2 = df[(df["bound"] == "S2") & (df["problem"] == "noisy_s2")]
+    share = float(s2["detail"].iloc[0].split("noise_share ")[1].split(")")[0])
+    assert share >= 0.5 and bool(s2["pass"].iloc[0])
+    certs = df[(df["problem"] == "softmax") & df["bound"].isin(["B1'", "B2-step", "B3-step", "B4-step", "A1-step"])]
+    assert len(certs) == 5 and all(int(d.split(" violations in ")[1].split()[0]) >= 1000 for d in certs["detail"])
+    # paid/charged curvature is reported beside every per-step certificate
+    assert certs["paid_over_charged"].between(0, 1 + 1e-6).all()
+
+
+def test_capped_unreached_run_is_inconclusive_never_a_pass(capsys):
+    """check_bound(..., steps=3) on a problem that needs ~10^6 steps: INCONCLUSIVE, holds is False, and
+    verify's exit status says so (3) while counting it apart from passes and violations."""
+    p = BlockQuadratic.from_spectra([[1e-3, 1.0]], rotate=False, seed=0, x_star=torch.zeros(2))
+    b = hb.gd_nonconvex(L2=p.L2, delta=1.0, eps=1e-3)
+    assert b.iterations > 1e5
+    chk = hv.check_bound(p, "gd", b, x0=torch.tensor([30.0, 1.0]), steps=3)
+    assert chk.status == hv.INCONCLUSIVE and not chk.holds and not chk.conclusive and "INCONCLUSIVE" in chk.message
+    with pytest.raises(AssertionError, match="INCONCLUSIVE"):
+        from heterosim.testing import assert_bound_holds
+        assert_bound_holds(p, "gd", b, x0=torch.tensor([30.0, 1.0]), steps=3)
+    # a capped run that already exceeds the bound's value is a violation, not inconclusive
+    wrong = hb.gd_nonconvex(L2=p.L2, delta=1e-9, eps=1e-3)
+    assert hv.check_bound(p, "gd", wrong, x0=torch.tensor([30.0, 1.0]), steps=3).status == hv.FAIL
+    # the table and the exit status
+    import pandas as pd
+    row = {**{c: float("nan") for c in hv.COLUMNS}, "bound": "B1", "status": hv.INCONCLUSIVE, "pass": False}
+    df = pd.DataFrame([row, {**row, "status": "pass", "pass": True}], columns=hv.COLUMNS)
+    assert hv.summary_line(df) == "2 checks: 1 passed, 0 violated, 1 inconclusive"
+
+
+def test_exit_status_for_inconclusive(monkeypatch, capsys):
+    real = hv.check_bound
+
+    def capped(*a, **kw):
+        return real(*a, **{**kw, "max_steps": 1}) if kw.get("steps") is None else real(*a, **kw)
+    monkeypatch.setattr("heterosim.verify.checks.check_bound", capped)
+    code = hv.cli_main(["--quick", "--json", "--only", "B5", "--no-pep"])
+    rows = json.loads(capsys.readouterr().out)
+    statuses = {r["status"] for r in rows}
+    assert "INCONCLUSIVE" in statuses and not any(r["pass"] for r in rows if r["status"] == "INCONCLUSIVE")
+    assert code == (hv.EXIT_VIOLATED if "FAIL" in statuses else hv.EXIT_INCONCLUSIVE)
+
+
+def test_one_registry_pairs_every_bound_with_its_check():
+    for name, entry in hv.REGISTRY.items():
+        assert entry.bounds and all(callable(b) for b in entry.bounds) and callable(entry.check)
+        assert all(any(r.startswith(n) for n in (name,)) or name in ("Kunstner", "head-growth") or r == "B5"
+                   or r == "B5-ratio" or r == "Q3-gd-lower" for r in entry.rows)
+    assert set(hv.CHECKS) == set(hv.REGISTRY)
+
+
+def test_c2_and_verify_share_check_bound():
+    from heterosim.claims import c2_bound_tightness
+    import inspect
+    src = inspect.getsource(c2_bound_tightness)
+    assert "from heterosim.verify import check_bound" in src and "_first_hit" not in src
 
 
 def test_cli_json_shape_and_exit_code(capsys):
@@ -51,7 +139,7 @@ def test_cli_json_shape_and_exit_code(capsys):
     assert code == 0 and isinstance(rows, list) and rows
     assert {r["bound"] for r in rows} == {"B4", "B4-step", "Kunstner-GD", "Kunstner-sign"}
     for r in rows:
-        assert set(r) == set(COLUMNS) and isinstance(r["pass"], bool) and r["pass"]
+        assert set(r) == set(COLUMNS) and isinstance(r["pass"], bool) and r["pass"] and r["status"] == "pass"
         assert r["measured"] is None or isinstance(r["measured"], float)
 
 
@@ -113,10 +201,12 @@ def test_rate_made_to_fail(monkeypatch):
 def test_stochastic_bound_made_to_fail(monkeypatch):
     """S2 claiming a tenth of Bernstein et al.'s guarantee is refuted beyond the 3-SE margin."""
     real = hb.signsgd_bernstein
-    monkeypatch.setattr(hb, "signsgd_bernstein",
-                        _wrapped(real, lambda f, kw: dataclasses.replace(f(**kw), eps=f(**kw).eps / 10)))
-    df = hv.verify(quick=True, only=["S2"])
-    assert len(df) == 1 and not bool(df["pass"].iloc[0])
+    def tenth(f, kw):
+        b = f(**kw)
+        return dataclasses.replace(b, eps=b.eps / 10, coef=(b.coef[0] / 100, 0.0, 0.5))
+    monkeypatch.setattr(hb, "signsgd_bernstein", _wrapped(real, tenth))
+    df = hv.verify(quick=True, only=["S2"], pep=False)
+    assert len(df) == 2 and not df["pass"].any() and (df["status"] == "FAIL").all()
 
 
 def test_custom_suite_and_json_safety():
