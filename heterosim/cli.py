@@ -136,7 +136,10 @@ def _cmd_demo(args) -> int:
     optimizers = None
     if args.all_optimizers:
         import heterosim as hs
-        optimizers = tuple(n for n in hs.optimizers.names() if n != "gd")  # gd is an alias of sgd
+        from heterosim.demo import DEMO_ARMS
+        # the matched-pair arms first (adam_beta1_0 is an arm, not a registry name), then every
+        # other registered rule; gd is an alias of sgd
+        optimizers = DEMO_ARMS + tuple(n for n in hs.optimizers.names() if n != "gd" and n not in DEMO_ARMS)
     kw = {"optimizers": optimizers} if optimizers else {}
     table = run_demo(steps=args.steps, n_jobs=args.jobs, root=args.root, force=args.force, **kw)
     if args.out:

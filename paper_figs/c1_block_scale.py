@@ -1,4 +1,5 @@
-"""C1: tuned T*(eps) against the block-scale spread per optimizer and gamma, Q1/Q2 bounds dashed.
+"""C1: matched pairs side by side (GD vs Adam(beta1=0), heavy ball vs Adam, SignGD vs Signum):
+tuned T*(eps) against the block-scale spread, one row per (basis, gamma).
 
 Reads results/c1_block_scale/ (run `heterosim sweep experiments/c1_block_scale.py` first), writes
 paper_figs/out/c1_block_scale.png and .pdf, and prints the claim's verdict with its statistic.
@@ -8,7 +9,9 @@ paper_figs/out/c1_block_scale.png and .pdf, and prints the claim's verdict with 
 import sys
 from pathlib import Path
 
-from heterosim.plots import figure_script
+from heterosim.claims.cli import figure_script
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 if __name__ == "__main__":
-    sys.exit(figure_script("c1_block_scale", Path(__file__).resolve().parent / "out"))
+    sys.exit(figure_script("C1", DEFAULT_OUT))

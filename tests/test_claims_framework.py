@@ -71,3 +71,8 @@ def test_claims_command_reports_missing_tables_as_undecided(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         claims_main(["--root", str(tmp_path / "missing")])
     assert e.value.code == 2
+
+
+def test_vectorised_bootstrap_gives_the_same_interval():
+    x = np.random.default_rng(0).lognormal(size=30)
+    assert base.bootstrap_ci(x, np.median, vectorized=True) == base.bootstrap_ci(x, np.median)

@@ -203,7 +203,7 @@ def test_unknown_knob_is_a_value_error_listing_the_knobs():
     with pytest.raises(ValueError) as e:
         hs.problems.make("zhang_case", kapa=10.0, foo=1)
     assert str(e.value) == ("problem 'zhang_case' has no knobs foo, kapa; "
-                            "its knobs: case, kappa, n_blocks, block_size, rotate, seed")
+                            "its knobs: case, kappa, n_blocks, block_size, rotate, seed, global_rotation")
     with pytest.raises(ValueError, match="'kunstner_diag' has no knob seed; its knobs: n_classes, h, alpha, freqs"):
         hs.problems.make("kunstner_diag", seed=1)
     with pytest.raises(ValueError, match="'quadratic' needs the knob spectra; its knobs: spectra, rotate, seed"):

@@ -120,16 +120,28 @@ def test_missing_results_are_reported_not_raised(tmp_path, capsys):
 
 
 def test_demo_writes_its_table_figures_and_verdicts(tmp_path, capsys):
-    """A reduced demo (Adam only, one spread, one bound instance): the stored table is the
-    returned one, every bound holds, and the figures and the printed table exist."""
+    """A reduced demo (one momentum-matched pair, heavy ball vs Adam; one spread; 5 000 steps):
+    the table shows the pair side by side and equals the stored one and the claim sweeps' rows;
+    C1 and C3 say UNDECIDED (one seed, reduced budget) through their claim modules' criteria;
+    every claim's figure is written."""
     import pandas as pd
 
-    from heterosim.demo import run_demo
-    table = run_demo(optimizers=("adam",), spreads=(0.0,), steps=5_000, n_jobs=1, root=tmp_path, instances=(8,))
+    from heterosim.claims import get
+    from heterosim.demo import format_table, run_demo
+    table = run_demo(optimizers=("sgd_momentum", "adam"), spreads=(0.0,), steps=5_000, n_jobs=1, root=tmp_path,
+                     instances=(8,))
     out = capsys.readouterr().out
-    assert list(table["problem"]) == ["zhang_case1", "zhang_case2", "zhang_case3", "zhang_case4", "block_scale r=0"]
-    assert np.isfinite(table["T"]).all() and "C2 bound tightness: REPRODUCED" in out
+    problems = ["zhang_case1", "zhang_case2", "zhang_case3", "zhang_case4", "block_scale r=0"]
+    assert list(table["problem"]) == [p for p in problems for _ in range(2)]
+    assert list(table["optimizer"][:2]) == ["heavy ball", "Adam"]
+    assert set(table["matched_pair"]) == {"heavy ball vs Adam"}
+    assert np.isfinite(table["T"]).all()
     stored = pd.read_csv(tmp_path / "demo" / "table.csv")
     np.testing.assert_array_equal(stored["T"].to_numpy(), table["T"].to_numpy())
-    for claim in ("c1_block_scale", "c3_zhang", "c2_bound_tightness"):
-        assert (tmp_path / "demo" / "figures" / f"{claim}.png").stat().st_size < 150_000
+    rows = sweep.load("demo/c3_zhang", tmp_path).set_index(["case", "arm"])["T"]
+    assert table.loc[0, "T"] == rows[(1, "sgd_momentum")] and table.loc[1, "T"] == rows[(1, "adam")]
+    assert "C1 block-scale spread (momentum-matched): UNDECIDED" in out
+    assert "C3 Zhang cases (momentum-matched): UNDECIDED" in out and "reduced budget (steps 5000" in out
+    assert "\nC2 " in out and "heavy ball vs Adam" in format_table(table, 5_000)
+    for study in ("c1_block_scale", "c3_zhang", get("C2").study):
+        assert (tmp_path / "demo" / "figures" / f"{study}.png").stat().st_size < 150_000

@@ -151,19 +151,22 @@ def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def bootstrap_ci(data: Sequence | tuple, statistic: Callable, *, paired: bool = False, seed: int = 0,
-                 n_resamples: int = BOOT_RESAMPLES, level: float = LEVEL) -> tuple[float, float] | None:
+                 n_resamples: int = BOOT_RESAMPLES, level: float = LEVEL,
+                 vectorized: bool = False) -> tuple[float, float] | None:
     """Percentile bootstrap interval of ``statistic`` (scipy.stats.bootstrap, seeded).
 
     ``data`` is one sample (a 1-d sequence) or a tuple of samples (``paired``: resampled
-    together, e.g. (x, y) for a correlation). ``None`` when there are fewer than 2
-    observations or the statistic is not finite on the data."""
+    together, e.g. (x, y) for a correlation). ``vectorized``: ``statistic`` takes an ``axis``
+    keyword and reduces along it (``np.mean``, ``np.median``), which lets scipy evaluate all
+    resamples at once (about 50x faster). ``None`` when there are fewer than 2 observations
+    or the statistic is not finite on the data."""
     from scipy import stats
     samples = tuple(np.asarray(d, float) for d in (data if isinstance(data, tuple) else (data,)))
     if min(len(s) for s in samples) < 2:
         return None
     if not np.isfinite(statistic(*samples)):
         return None
-    res = stats.bootstrap(samples, statistic, paired=paired, vectorized=False, n_resamples=n_resamples,
+    res = stats.bootstrap(samples, statistic, paired=paired, vectorized=vectorized, n_resamples=n_resamples,
                           confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None

@@ -402,6 +402,28 @@ def _per_block(value, n, what, default, positive):
     return t
 
 
+def _globally_rotated(spectra, init_scale, seed: int, name: str, knobs: dict) -> BlockQuadratic:
+    """The basis control of a family (docs/theory.md, Controls): one Haar rotation Q of all d
+    coordinates, H = Q diag(spectrum) Q^T, instead of one rotation per block. The spectrum, x*,
+    and the initial error in eigen-coordinates (every block's ``init_scale`` kept on its own
+    eigen-directions) are those of the block-rotated problem with the same seed, so a rotation-
+    equivariant rule (GD, heavy ball) runs identically on both. H is dense: the problem is one
+    block of d coordinates (block-wise rules see one block)."""
+    p = BlockQuadratic.from_spectra([torch.cat(spectra)], rotate=True, seed=seed, name=name, knobs=knobs)
+    scale = torch.as_tensor(init_scale, dtype=DTYPE).reshape(-1).expand(len(spectra))
+    # one multiplier per eigen-direction of the single block (initial_point scales block 0 by init_scale[0])
+    p.init_scale = torch.cat([torch.full((len(s),), float(c), dtype=DTYPE) for s, c in zip(spectra, scale)])[None]
+    return p
+
+
+def _global_flag(global_rotation, rotate: bool) -> bool:
+    g = check_flag("global_rotation", global_rotation)
+    if g and not rotate:
+        raise ValueError("global_rotation=True rotates all coordinates at once; it needs rotate=True "
+                         "(rotate=False is the axis-aligned basis)")
+    return g
+
+
 # --------------------------------------------------------------------------
 # Families with knobs (docs/theory.md, Constructions); every knob is checked by the helpers of
 # heterosim.problems.base, whose errors name the knob, the value and what is allowed
@@ -412,7 +434,7 @@ ZHANG_KAPPA = 5000.0  # Zhang et al. 2024, Sec. 3 (block-diagonal quadratics, co
 
 @register("zhang_case")
 def zhang_case(case: int = 1, kappa: float = ZHANG_KAPPA, n_blocks: int = 4, block_size: int = 25,
-               rotate: bool = True, seed: int = 0) -> BlockQuadratic:
+               rotate: bool = True, seed: int = 0, global_rotation: bool = False) -> BlockQuadratic:
     """Zhang et al. 2024 (arXiv 2402.16788, Sec. 3)-style block-diagonal quadratics, all with
     condition number ``kappa``.
 
@@ -422,6 +444,9 @@ def zhang_case(case: int = 1, kappa: float = ZHANG_KAPPA, n_blocks: int = 4, blo
     - case 3 / case 4: one global spectrum (d log-spaced values in [1, kappa]) arranged into
       blocks contiguously (3, heterogeneous) or interleaved (4, homogeneous). Same spectrum,
       same initial eigen-coordinates: GD runs identically on 3 and 4.
+
+    ``global_rotation``: one Haar rotation of all d coordinates instead of one per block (the
+    basis control; needs ``rotate``): the same spectrum and initial eigen-coordinates, H dense.
     """
     case = check_int("case", case, 1, 4)
     n = check_int("n_blocks", n_blocks, 1)
@@ -448,6 +473,10 @@ def zhang_case(case: int = 1, kappa: float = ZHANG_KAPPA, n_blocks: int = 4, blo
         spectra[-1][-1] = kappa
     kind = {1: "heterogeneous", 2: "homogeneous", 3: "heterogeneous (shared spectrum)",
             4: "homogeneous (shared spectrum)"}[case]
+    if _global_flag(global_rotation, rotate):
+        return _globally_rotated(spectra, 1.0, seed, f"zhang_case{case}", dict(
+            case=case, kappa=kappa, n_blocks=n, block_size=db, rotate=rotate, seed=seed, kind=kind,
+            global_rotation=True))
     return BlockQuadratic.from_spectra(
         spectra, rotate=rotate, seed=seed, name=f"zhang_case{case}",
         knobs=dict(case=case, kappa=kappa, n_blocks=n, block_size=db, rotate=rotate, seed=seed, kind=kind))
@@ -466,11 +495,14 @@ def _base_spectrum(block_size: int, kappa_block: float) -> torch.Tensor:
 
 @register("block_scale")
 def block_scale(spread: float = 1.0, gamma: float = 0.5, n_blocks: int = 8, block_size: int = 16,
-                kappa_block: float = 10.0, rotate: bool = True, seed: int = 0) -> BlockQuadratic:
+                kappa_block: float = 10.0, rotate: bool = True, seed: int = 0,
+                global_rotation: bool = False) -> BlockQuadratic:
     """Block-scale spread: H_b = s_b A_b, s_b = 10^(spread b/(n-1)); A_b has the log-spaced
     spectrum [1, kappa_block] in its own random basis. Gradient and Hessian heterogeneity grow
     together. Block b's initial error is scaled by s_b^(-gamma): gamma = 0 equal error,
-    1/2 equal loss per block, 1 equal gradient norm per block (in expectation)."""
+    1/2 equal loss per block, 1 equal gradient norm per block (in expectation).
+    ``global_rotation``: one Haar rotation of all d coordinates instead of one per block (the
+    basis control; needs ``rotate``): the same spectrum and initial eigen-coordinates, H dense."""
     n = check_int("n_blocks", n_blocks, 1)
     db = check_int("block_size", block_size, 1)
     spread = check_real("spread", spread, 0.0)
@@ -479,6 +511,10 @@ def block_scale(spread: float = 1.0, gamma: float = 0.5, n_blocks: int = 8, bloc
     rotate, seed = check_flag("rotate", rotate), check_int("seed", seed)
     s = _scales(n, spread)
     base = _base_spectrum(db, kappa_block)
+    if _global_flag(global_rotation, rotate):
+        return _globally_rotated([sb * base for sb in s], s ** (-gamma), seed, "block_scale", dict(
+            spread=spread, gamma=gamma, n_blocks=n, block_size=db, kappa_block=kappa_block, rotate=rotate,
+            seed=seed, global_rotation=True))
     return BlockQuadratic.from_spectra(
         [sb * base for sb in s], rotate=rotate, seed=seed, init_scale=s ** (-gamma), name="block_scale",
         knobs=dict(spread=spread, gamma=gamma, n_blocks=n, block_size=db, kappa_block=kappa_block,
