@@ -12,13 +12,14 @@ benchopt's ``run`` / ``plot``). Each figure type is one function:
 - :func:`head_norm_curves`: ||W_t - W_0||_F against steps, with the sign-method bound;
 - :func:`grouped_bars`: a measured quantity per category (e.g. Zhang's cases) and optimizer.
 
-:func:`save` writes a figure as PNG and PDF. ``heterosim plot <study>`` (:func:`cli_main`)
-draws a stored study's figure and prints its claim's verdict
-(:data:`heterosim.studies.STUDIES`); ``paper_figs/*.py`` call :func:`figure_script`.
+:func:`save` writes a figure as PNG and PDF. Figures follow :data:`PAPER_RC` (type readable
+at column width, 150 dpi PNG beside a PDF) and mark runs that never reached their target
+(:func:`mark_unreached`). The claim modules (:mod:`heterosim.claims`) build their figures
+from these pieces; ``heterosim plot C1`` and ``paper_figs/*.py`` draw them from stored
+tables (:mod:`heterosim.claims.cli`). This module imports no claim and runs no optimizer.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["complexity_curves", "class_loss_curves", "bound_scatter", "head_norm_curves", "grouped_bars",
-           "save", "figure_script", "cli_main", "paper_style", "mark_unreached", "PNG_DPI", "PAPER_RC"]
+           "save", "paper_style", "mark_unreached", "PNG_DPI", "PAPER_RC"]
 
 PNG_DPI = 150         # print resolution for papers (palette-quantised, so still small)
 _PANEL_W, _PANEL_H = 3.4, 2.6   # one panel fits a column of a two-column paper (3.3-3.5 in)
@@ -357,73 +358,3 @@ def save(fig, out_dir: str | Path, name: str, dpi: int = PNG_DPI) -> list[Path]:
     fig.savefig(paths[1])
     _plt().close(fig)
     return paths
-
-
-# ----------------------------------------------------------------------------- commands
-
-
-def _draw(study: str, stored: str, root, out, prog: str = "heterosim plot") -> int:
-    """Draw ``study``'s figure from ``<root>/<stored>`` into ``out`` and print its verdict;
-    a missing table or a ValueError while drawing is one line ``<prog>: error: ...`` (exit 2)."""
-    from heterosim import studies
-    from heterosim.cli import report_error
-    from heterosim.sweep import load
-    spec = studies.STUDIES[study]
-    try:
-        table = load(stored, root, ok_only=True)
-        fig = spec.figure(table)
-    except ValueError as e:
-        report_error(prog, e)
-        return 2
-    paths = save(fig, out, study)
-    print(f"figure: {', '.join(str(p) for p in paths)}")
-    print(spec.verdict(table))
-    return 0
-
-
-def _parser(prog: str, default_out: str | None, with_study: bool) -> argparse.ArgumentParser:
-    from heterosim import studies
-    p = argparse.ArgumentParser(prog=prog, description=(
-        "Draw a study's figure from its stored results (PNG and PDF) and print its claim's verdict "
-        "with the statistic behind it. Studies: " + ", ".join(studies.STUDIES)))
-    if with_study:
-        p.add_argument("study", choices=sorted(studies.STUDIES), metavar="STUDY",
-                       help="one of: " + ", ".join(sorted(studies.STUDIES)))
-    p.add_argument("--root", default="results", help="results folder (default: results)")
-    p.add_argument("--out", default=default_out,
-                   help="output folder" + (f" (default: {default_out})" if default_out else
-                                           " (default: <root>/<study>/figures)"))
-    p.add_argument("--quick", action="store_true", help="read the reduced run, <study>_quick")
-    return p
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``heterosim plot STUDY [--root results] [--out DIR] [--quick]``."""
-    parser = _parser("heterosim plot", None, True)
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    stored = args.study + ("_quick" if args.quick else "")
-    _check_folders(parser, args, stored)
-    out = args.out or str(Path(args.root) / stored / "figures")
-    return _draw(args.study, stored, args.root, out, parser.prog)
-
-
-def _check_folders(parser: argparse.ArgumentParser, args, stored: str) -> None:
-    """Before any work: the results folder must exist and hold the study; --out must not be a file."""
-    if not Path(args.root).is_dir():
-        parser.error(f"--root {args.root!r} is not a folder; give the results folder the study was run into")
-    if not (Path(args.root) / stored).is_dir():
-        parser.error(f"no results for {stored!r} under {args.root!r}; run it first "
-                     f"(heterosim sweep experiments/{args.study}.py{' --quick' if args.quick else ''})")
-    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out!r} is a file; give a folder (it is created if missing)")
-
-
-def figure_script(study: str, default_out: str | Path, argv: Sequence[str] | None = None) -> int:
-    """What a ``paper_figs/<study>.py`` script runs: read ``results/<study>/``, write
-    ``<out>/<study>.png`` and ``.pdf``, print the verdict."""
-    parser = _parser(f"paper_figs/{study}.py", str(default_out), False)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    args.study = study
-    stored = study + ("_quick" if args.quick else "")
-    _check_folders(parser, args, stored)
-    return _draw(study, stored, args.root, args.out, parser.prog)

@@ -108,11 +108,12 @@ def test_save_writes_small_png_and_pdf(tuned, tmp_path):
     assert png.stat().st_size < 150_000
 
 
-def test_plot_cli_help_lists_the_studies(capsys):
+def test_plot_cli_help_lists_the_claims(capsys):
+    from heterosim.claims.cli import plot_main
     with pytest.raises(SystemExit) as e:
-        plots.cli_main(["--help"])
+        plot_main(["--help"])
     out = capsys.readouterr().out
-    assert e.value.code == 0 and "c1_block_scale" in out and "--quick" in out
+    assert e.value.code == 0 and "C1, C2" in out and "decomposition" in out and "--quick" in out
 
 
 def test_unreached_runs_are_marked_not_dropped():
