@@ -1,24 +1,31 @@
 """C7 along fine-tuning: the gradient-norm spread of Pre-LN and Post-LN compact transformers
 (same architecture and init, only the LayerNorm placement differs; each pretrained briefly on
-the task's other classes) at every step of Adam fine-tuning.
+the task's other classes) at every step of Adam fine-tuning, over 3 seeds
+(heterosim/claims/c7_ln_spread.py: FINETUNE_GRIDS, finetune_summary, finetune_figure).
 
     python experiments/bridge_c7_spread_finetune.py [--size gpu] [--tiny]
 
 Stores its table in the results store, results/bridge_spread_finetune/ (one row per step,
-placement and seed; read it with ``heterosim.sweep.load("bridge_spread_finetune")``).
+placement and seed), and prints the paired Post-minus-Pre spread over the first and the last
+tenth of the steps (a description; C7's verdict is decided at initialization).
 """
 import sys
 
 from heterosim.bridge.cli import run_experiment
+from heterosim.claims import c7_ln_spread as claim
 
-GRIDS = {
-    "cpu": {"task": "digits", "layers": 4, "d_model": 64, "optimizer": "adam", "lr": 1e-3, "steps": 600,
-            "pretrain_steps": 400, "seeds": [0, 1]},
-    # H100: about 13 ms per step with the monitors -> about 3 minutes
-    "gpu": {"task": "docstrings", "classes": 20, "layers": 8, "d_model": 256, "optimizer": "adam", "lr": 3e-4,
-            "steps": 2000, "pretrain_steps": 1000, "seeds": [0, 1], "device": "cuda"},
-}
+STUDY = claim.FINETUNE_STUDY
+GRIDS = claim.FINETUNE_GRIDS
+
+
+def main(argv) -> int:
+    code = run_experiment("spread-finetune", GRIDS, argv)
+    if code == 0 and "--help" not in argv and "-h" not in argv:
+        from heterosim import sweep
+        out = argv[argv.index("--out") + 1] if "--out" in argv else "results"
+        print(claim.finetune_summary(sweep.load(STUDY, out)))
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(run_experiment("spread-finetune", GRIDS, sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

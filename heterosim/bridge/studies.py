@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from heterosim.bridge.data import Task, digits_task, docstrings_task, synthetic_task
 from heterosim.bridge.models import TinyTransformer
 from heterosim.bridge.monitors import StepMonitor, hessian_measures
-from heterosim.bridge.train import (build_model, default_device, finetune, lr_grid, model_label, pretrain,
-                                    provenance, tune_lr)
+from heterosim.bridge.train import (TuneResult, build_model, default_device, finetune, lr_grid, model_label,
+                                    pretrain, provenance, tune_lr)
 
-__all__ = ["xiong_last_layer_trend", "init_spread", "spread_along_finetune", "head_growth", "gap",
+__all__ = ["xiong_last_layer_trend", "init_spread", "spread_along_finetune", "head_growth", "gap", "tune_extending",
            "offline_task", "transfer_tasks", "pretrained_tiny", "fit_loglog"]
 
 
@@ -193,12 +193,19 @@ def head_growth(classes: Sequence[int] = (10, 100, 1000), optimizers: Sequence[s
 
 
 # --------------------------------------------------------------------------- C8
+def _start_batch(task: Task, batch: int, device, dtype):
+    idx = torch.randperm(task.n_train, generator=torch.Generator().manual_seed(12345))[:batch]
+    return task.batch(idx, device=device, dtype=dtype)
+
+
 def _start_heterogeneity(model, task: Task, batch: int, device, hessian: bool, hessian_kwargs: dict | None) -> dict:
+    """The gradient measures (``start_std_log10_rms``, ...) and, with ``hessian``, the block
+    Hessian measures (:func:`_start_hessian`) at ``model`` on a fixed batch of ``batch``
+    training samples (the same batch for every model and seed of a task)."""
     dev = default_device(device)
     model = model.to(dev)
     dtype = next(model.parameters()).dtype
-    idx = torch.randperm(task.n_train, generator=torch.Generator().manual_seed(12345))[:batch]
-    x, m, y = task.batch(idx, device=dev, dtype=dtype)
+    x, m, y = _start_batch(task, batch, dev, dtype)
     mon = StepMonitor(model)
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(x, m), y).backward()
@@ -206,17 +213,27 @@ def _start_heterogeneity(model, task: Task, batch: int, device, hessian: bool, h
     model.zero_grad(set_to_none=True)
     out = {f"start_{k}": v for k, v in g.items() if k != "block_grad_norms"}
     if hessian:
-        hm = hessian_measures(model, x, m, y, **(hessian_kwargs or {}))
-        out.update(start_js0=hm.get("js0", float("nan")), start_js0_symlog=hm.get("js0_symlog", float("nan")),
-                   start_top_eig_ratio=hm["top_eig_max_min_ratio"],
-                   start_top_eig_std_log10=float(np.std(np.log10([v for v in hm["block_top_eig"] if v > 0]))))
+        out.update(_start_hessian(model, task, batch, device, hessian_kwargs))
     return out
+
+
+def _start_hessian(model, task: Task, batch: int, device, hessian_kwargs: dict | None) -> dict:
+    """``start_js0`` (Zhang et al.'s smoothing), ``start_js0_symlog``, ``start_top_eig_ratio`` and
+    ``start_top_eig_std_log10`` (std over blocks of log10 lambda_max(H_bb), decades)."""
+    dev = default_device(device)
+    model = model.to(dev)
+    x, m, y = _start_batch(task, batch, dev, next(model.parameters()).dtype)
+    hm = hessian_measures(model, x, m, y, **(hessian_kwargs or {}))
+    return dict(start_js0=hm.get("js0", float("nan")), start_js0_symlog=hm.get("js0_symlog", float("nan")),
+                start_top_eig_ratio=hm["top_eig_max_min_ratio"],
+                start_top_eig_std_log10=float(np.std(np.log10([v for v in hm["block_top_eig"] if v > 0]))))
 
 
 def gap(models: dict[str, tuple[dict, Task]], optimizers: Sequence[str] = ("sgd", "adam"),
         lrs: dict | None = None, n_lrs: int = 4, steps: int = 200, batch_size: int = 32, seeds: Sequence[int] = (0,),
         hessian: bool = True, hessian_kwargs: dict | None = None, hessian_batch: int = 32, device=None,
-        progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+        progress: bool = True, tune_first_seed: bool = False, hessian_first_seed: bool = False,
+        extend_edges: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     r"""Heterogeneity against the SGD-vs-Adam gap (docs/theory.md C8).
 
     ``models``: label -> (model spec, task) (the task is per model because tokenizers
@@ -228,28 +245,56 @@ def gap(models: dict[str, tuple[dict, Task]], optimizers: Sequence[str] = ("sgd"
     (model, seed) with ``loss_<opt>``, ``lr_<opt>``, ``edge_<opt>``, ``val_acc_<opt>`` and
     ``gap`` = loss_sgd / loss_adam (first two optimizers), ``log10_gap``; runs is every
     step of the best run of each optimizer.
+
+    ``tune_first_seed``: tune each optimizer's learning rate on the first seed only and run
+    the later seeds at that rate (``tuned_on_seed`` says which seed tuned a row's rates;
+    ``edge_<opt>`` is the tuning's). ``hessian_first_seed``: take the block Hessian measures
+    at the first seed's start only and give the later seeds the same values
+    (``hessian_seed``); the seeds of one model share its body and differ in the fresh
+    head's draw and the batch order, and the Hessian measures are the expensive ones.
+    ``extend_edges`` k: when a tuned rate is the smallest or largest of its grid, try the
+    next rate beyond that edge (one grid step, the ratio of the grid's first two rates), up
+    to k times (:func:`tune_extending`); ``edge_<opt>`` is then whether the final best rate
+    is still on the edge of the rates tried.
     """
     if len(optimizers) < 2:
         raise ValueError("gap needs at least two optimizers (the first is compared with the second)")
     rows, runs = [], []
+    seeds = [int(s) for s in seeds]
     for label, (spec, task) in models.items():
+        tuned: dict[str, tuple[float, bool]] = {}
+        first_hessian: dict = {}
         for s in seeds:
             row = dict(label=label, seed=int(s), task=task.name, n_classes=task.n_classes, steps=steps)
             model = build_model(spec, task, s)
             row.update(model_label(model))
-            row.update(_start_heterogeneity(model, task, hessian_batch, device, hessian, hessian_kwargs))
+            reuse = hessian and hessian_first_seed and s != seeds[0]
+            row.update(_start_heterogeneity(model, task, hessian_batch, device, hessian and not reuse,
+                                            hessian_kwargs))
+            if hessian:
+                if not reuse:
+                    first_hessian = {k: v for k, v in row.items() if k in _HESSIAN_COLUMNS}
+                row.update(first_hessian)
+                row["hessian_seed"] = seeds[0] if hessian_first_seed else int(s)
             del model
             for opt in optimizers:
-                grid = (lrs or {}).get(opt) or lr_grid(opt, n_lrs)
-                res = tune_lr(spec, task, opt, grid, steps=steps, seed=s, batch_size=batch_size, device=device,
-                              progress=progress, tags={"study": "gap", "label": label})
+                if tune_first_seed and s != seeds[0]:
+                    grid = [tuned[opt][0]]
+                else:
+                    grid = (lrs or {}).get(opt) or lr_grid(opt, n_lrs)
+                res = tune_extending(spec, task, opt, grid, 0 if len(grid) < 2 else extend_edges, steps=steps,
+                                     seed=s, batch_size=batch_size, device=device, progress=progress,
+                                     tags={"study": "gap", "label": label})
+                if not (tune_first_seed and s != seeds[0]):
+                    tuned[opt] = (float(res.best_lr), bool(res.on_edge))
                 best = res.summary[res.summary["best"]].iloc[0]
                 row[f"loss_{opt}"] = float(best["final"])
                 row[f"lr_{opt}"] = float(best["lr"])
-                row[f"edge_{opt}"] = bool(res.on_edge)
+                row[f"edge_{opt}"] = tuned[opt][1] if tune_first_seed else bool(res.on_edge)
                 row[f"val_acc_{opt}"] = float(best["val_acc"])
                 r = res.runs[res.runs["lr"] == res.best_lr].drop(columns=["block_grad_norms"], errors="ignore")
                 runs.append(r)
+            row["tuned_on_seed"] = seeds[0] if tune_first_seed else int(s)
             a, b = optimizers[0], optimizers[1]
             row["gap"] = row[f"loss_{a}"] / row[f"loss_{b}"] if row[f"loss_{b}"] > 0 else float("inf")
             row["log10_gap"] = math.log10(row["gap"]) if 0 < row["gap"] < float("inf") else float("nan")
@@ -258,6 +303,36 @@ def gap(models: dict[str, tuple[dict, Task]], optimizers: Sequence[str] = ("sgd"
     for k, v in provenance().items():
         summary[k] = v
     return summary, pd.concat(runs, ignore_index=True)
+
+
+def tune_extending(spec: dict, task: Task, optimizer: str, lrs: Sequence[float], extend: int = 0,
+                   **kwargs) -> TuneResult:
+    """:func:`~heterosim.bridge.train.tune_lr` over ``lrs``; then, while the best rate is the
+    smallest (largest) rate tried and fewer than ``extend`` rates were added, one more run
+    at that rate divided (multiplied) by the grid step lrs[1] / lrs[0] (sorted). The result
+    covers every rate tried; ``on_edge`` refers to them all. Ties go to the first rate tried."""
+    res = tune_lr(spec, task, optimizer, lrs, **kwargs)
+    order = sorted(float(v) for v in lrs)
+    if extend <= 0 or len(order) < 2:
+        return res
+    ratio = order[1] / order[0]
+    summary, runs = res.summary.drop(columns="best"), [res.runs]
+    for _ in range(extend):
+        i = int(np.argmin(summary["final"].to_numpy()))
+        best, lo, hi = float(summary["lr"].iloc[i]), float(summary["lr"].min()), float(summary["lr"].max())
+        if best not in (lo, hi):
+            break
+        more = tune_lr(spec, task, optimizer, [lo / ratio if best == lo else hi * ratio], **kwargs)
+        summary = pd.concat([summary, more.summary.drop(columns="best")], ignore_index=True)
+        runs.append(more.runs)
+    i = int(np.argmin(summary["final"].to_numpy()))
+    best = float(summary["lr"].iloc[i])
+    summary["best"] = summary["lr"] == best
+    on_edge = best in (float(summary["lr"].min()), float(summary["lr"].max()))
+    return TuneResult(best_lr=best, on_edge=on_edge, summary=summary, runs=pd.concat(runs, ignore_index=True))
+
+
+_HESSIAN_COLUMNS = ("start_js0", "start_js0_symlog", "start_top_eig_ratio", "start_top_eig_std_log10")
 
 
 def pretrained_tiny(task: Task, out: str | Path, ln: str, layers: int, d_model: int, steps: int, seed: int = 0,

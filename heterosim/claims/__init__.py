@@ -71,7 +71,9 @@ def verdict(label: str, root="results", quick: bool = False) -> Verdict:
     grid's table, ``<study>_quick``). Nothing stored: UNDECIDED, saying how to run it."""
     from heterosim import sweep
     claim = get(label)
-    study = claim.study + ("_quick" if quick else "")
+    # a bridge command stores every run under its one study name (a reduced run as its own
+    # config, which the criterion counts as reduced); a sweep's --quick grid has its own study
+    study = claim.study + ("_quick" if quick and not claim.command else "")
     try:
         table = sweep.load(study, root)
     except ValueError:
