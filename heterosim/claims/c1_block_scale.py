@@ -75,7 +75,7 @@ import numpy as np
 import pandas as pd
 
 from heterosim.claims import controls as ctl
-from heterosim.claims.base import NOT_REPRODUCED, REPRODUCED, UNDECIDED, Claim, Verdict, ok_rows
+from heterosim.claims.base import Claim, Verdict, ok_rows
 
 __all__ = ["STUDY", "CLAIM", "grid", "make_grid", "measure", "effects", "criterion", "figure", "THRESHOLD",
            "FULL_STEPS", "SPREADS", "GAMMAS", "SEEDS", "EPS", "GATED_PAIRS"]
@@ -177,14 +177,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
         value, ci = ctl.report(c_w)
     else:
         gamma_w, k_w, value, ci = math.nan, None, math.nan, None
-    if reasons:
-        outcome = UNDECIDED
-    elif any(v is False for v in verdicts):
-        outcome = NOT_REPRODUCED
-    elif any(v is None for v in verdicts) or not verdicts:
-        outcome, reasons = UNDECIDED, cell_reasons or ["no gated cell could be computed"]
-    else:
-        outcome = REPRODUCED
+    outcome, reasons = ctl.gated_outcome(reasons, verdicts, cell_reasons)
     if k_w is not None:
         stat_name += f" (weakest: gamma={gamma_w:g}, {ctl.PAIRS[k_w].label})"
     return Verdict("C1", title, outcome, crit, stat_name, float(value), ci, n_reached, n_runs,
@@ -307,10 +300,7 @@ def figure(table: pd.DataFrame):
                     ax.set_ylabel(f"{ctl.BASES[basis]}, gamma = {gamma:g}\ntuned steps T*")
                 if i == len(rows) - 1:
                     ax.set_xlabel("block-scale spread (decades)")
-                if ax.get_legend_handles_labels()[0]:
-                    leg = ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none", fontsize=7,
-                                    title=effect, title_fontsize=7.5)
-                    leg._legend_box.align = "left"
+                ctl.effect_legend(ax, effect)
         fig.suptitle("C1: tuned steps T* to f - f* <= 1e-4 (f0 - f*), 8 blocks of 16 (median over seeds, band: "
                      "min-max; triangles: runs not reaching the target)\neffect = slope of log10(T*_a / T*_b) per "
                      "decade of spread [95% CI over seeds]")

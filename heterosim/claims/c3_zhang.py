@@ -75,7 +75,7 @@ import numpy as np
 import pandas as pd
 
 from heterosim.claims import controls as ctl
-from heterosim.claims.base import NOT_REPRODUCED, REPRODUCED, UNDECIDED, Claim, Verdict, ok_rows
+from heterosim.claims.base import Claim, Verdict, ok_rows
 
 __all__ = ["STUDY", "CLAIM", "grid", "make_grid", "measure", "effects", "criterion", "figure", "THRESHOLD",
            "FULL_STEPS", "SEEDS", "EPS", "EPS_SIGN", "CASE_PAIRS", "GATED_PAIRS", "KAPPA"]
@@ -272,14 +272,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
         stat_name += f" (weakest: cases {cw}, {ctl.PAIRS[kw].label})"
     else:
         value, ci = math.nan, None
-    if reasons:
-        outcome = UNDECIDED
-    elif any(v is False for v in verdicts):
-        outcome = NOT_REPRODUCED
-    elif any(v is None for v in verdicts) or not verdicts:
-        outcome, reasons = UNDECIDED, cell_reasons or ["no gated cell could be computed"]
-    else:
-        outcome = REPRODUCED
+    outcome, reasons = ctl.gated_outcome(reasons, verdicts, cell_reasons)
     return Verdict("C3", title, outcome, crit, stat_name, float(value), ci, n_reached, n_runs,
                    factor=_factor_text(E, t), details=_details(E, cells, t, check_text), reasons=tuple(reasons),
                    table=E)

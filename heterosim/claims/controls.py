@@ -573,3 +573,25 @@ def common_carrier(carriers: Sequence[str], differ: str) -> str:
         return differ
     return names[0] + (" (via GD -> heavy ball -> Adam where Adam(beta1 = 0)'s runs are censored)"
                        if any("(via" in c for c in carriers) else "")
+
+
+def gated_outcome(reasons: list, verdicts: Sequence[bool | None], cell_reasons: list) -> tuple[str, list]:
+    """The outcome of a claim decided on gated cells (C1, C3): UNDECIDED on any structural
+    reason; NOT REPRODUCED if a cell's interval lies on the wrong side; UNDECIDED if one
+    straddles (or none could be computed); else REPRODUCED. Returns (outcome, reasons)."""
+    from heterosim.claims.base import NOT_REPRODUCED, REPRODUCED, UNDECIDED
+    if reasons:
+        return UNDECIDED, reasons
+    if any(v is False for v in verdicts):
+        return NOT_REPRODUCED, reasons
+    if any(v is None for v in verdicts) or not verdicts:
+        return UNDECIDED, cell_reasons or ["no gated cell could be computed"]
+    return REPRODUCED, reasons
+
+
+def effect_legend(ax, effect: str | None) -> None:
+    """The panel's legend with the pair effect as its title (left-aligned, compact)."""
+    if ax.get_legend_handles_labels()[0]:
+        leg = ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none", fontsize=7,
+                        title=effect, title_fontsize=7.5)
+        leg._legend_box.align = "left"

@@ -204,10 +204,7 @@ def figure(table: pd.DataFrame):
                     ax.set_ylabel(f"{p.label}\ntuned steps T*")
                 if i == len(pairs) - 1:
                     ax.set_xlabel("spread (decades)")
-                if ax.get_legend_handles_labels()[0]:
-                    leg = ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none", fontsize=7,
-                                    title=effect, title_fontsize=7.5)
-                    leg._legend_box.align = "left"
+                ctl.effect_legend(ax, effect)
         fig.suptitle("Hessian-only vs gradient-only heterogeneity\ntuned steps to f - f* <= 1e-4 (f0 - f*), median "
                      "over seeds (band: min-max)\npair effect = slope of log10(T*_a / T*_b) per decade [95% CI]")
         fig.tight_layout()
