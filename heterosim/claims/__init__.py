@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import importlib
 
+import pandas as pd
+
 from heterosim.claims.base import (NOT_REPRODUCED, OUTCOMES, REPRODUCED, UNDECIDED, Claim, Verdict,
                                    bootstrap_ci, decide, spearman_ci, undecided_reasons)
 
 __all__ = ["Claim", "Verdict", "REPRODUCED", "NOT_REPRODUCED", "UNDECIDED", "OUTCOMES", "MODULES", "labels",
-           "get", "verdict", "verdicts", "bootstrap_ci", "spearman_ci", "undecided_reasons", "decide"]
+           "get", "verdict", "verdicts", "secondary_verdicts", "bootstrap_ci", "spearman_ci", "undecided_reasons", "decide"]
 
 #: Claim label -> the module that defines it (imported on first use).
 MODULES = {
@@ -83,6 +85,31 @@ def verdict(label: str, root="results", quick: bool = False) -> Verdict:
     return claim.criterion(table)
 
 
+def secondary_verdicts(label: str, root="results") -> list[Verdict]:
+    """The further verdicts a claim module declares in ``SECONDARY`` (tuples of study name,
+    criterion, command), e.g. C6's transformer run: one Verdict each, UNDECIDED (naming the
+    command) when that study has nothing stored."""
+    from heterosim import sweep
+    mod = importlib.import_module({**MODULES, **EXTRA}[_resolve(label)])
+    out = []
+    for study, criterion, command in getattr(mod, "SECONDARY", ()):
+        try:
+            table = sweep.load(study, root)
+        except ValueError:
+            v = criterion(pd.DataFrame({"status": pd.Series([], dtype=object)}))
+            v.reasons = (f"no stored results for {study!r} under {root}; run `{command}`",)
+            out.append(v)
+            continue
+        out.append(criterion(table))
+    return out
+
+
 def verdicts(root="results", quick: bool = False, only=None) -> list[Verdict]:
-    """Every claim's verdict (or those in ``only``), in label order."""
-    return [verdict(lab, root, quick) for lab in (only or labels())]
+    """Every claim's verdict (or those in ``only``), in label order, each followed by its
+    secondary verdicts (the full tables only)."""
+    out = []
+    for lab in (only or labels()):
+        out.append(verdict(lab, root, quick))
+        if not quick:
+            out.extend(secondary_verdicts(lab, root))
+    return out

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from heterosim.claims import EXTRA, MODULES, get, labels, verdict
+from heterosim.claims import EXTRA, MODULES, get, verdicts
 
 __all__ = ["claims_main", "plot_main", "figure_script", "cli_main"]
 
@@ -41,7 +41,7 @@ def claims_main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.root).is_dir():
         parser.error(f"argument --root: {args.root!r} is not a folder; give the results folder the claims "
                      "were run into")
-    out = [verdict(lab, args.root, args.quick) for lab in (args.only or labels())]
+    out = verdicts(args.root, args.quick, args.only)
     if args.json:
         print(json.dumps([v.as_dict() for v in out], indent=1))
     else:
