@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = {"problems", "optimizers", "engine", "bounds", "measures", "precondition",
                "sweep", "plots", "bridge", "testing", "blocks", "cli", "provenance", "verify", "demo",

@@ -37,7 +37,7 @@ def test_version_in_process_and_as_python_m_heterosim(capsys):
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"heterosim {hs.__version__}"
     proc = subprocess.run([sys.executable, "-m", "heterosim", "--version"], capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip() == f"heterosim {hs.__version__}" == "heterosim 0.1.0"
+    assert proc.returncode == 0 and proc.stdout.strip() == f"heterosim {hs.__version__}" == f"heterosim {_pyproject_version()}"
 
 
 def _help(argv, capsys) -> str:
@@ -64,3 +64,11 @@ def test_list_rejects_arguments(capsys):
     with pytest.raises(SystemExit) as e:
         main(["list", "--verbose"])
     assert e.value.code == 2 and "unrecognized arguments: --verbose" in capsys.readouterr().err
+
+
+def _pyproject_version() -> str:
+    """The version the package is built with (pyproject.toml), which --version must report."""
+    import tomllib
+    from pathlib import Path
+    with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)["project"]["version"]
