@@ -81,22 +81,27 @@ def spread_finetune_figure(df: pd.DataFrame, smooth: int = 20):
 
 def head_growth_figure(df: pd.DataFrame):
     """C6: ||W_t - W_0||_F / (eta t sqrt(C h)) against step, one panel per class count C, one
-    line per optimizer (mean over seeds). The sign methods lie below 1 by the bound; Adam
-    and SGD are drawn against the same yardstick."""
+    line per optimizer (mean over seeds, the min-max band over seeds shaded). The sign
+    methods lie below 1 by the bound; Adam and SGD are drawn against the same yardstick."""
     plt = _plt()
+    from heterosim.plots import PAPER_RC
     Cs = sorted(df["n_classes"].unique())
-    fig, axes = plt.subplots(1, len(Cs), figsize=(4.2 * len(Cs), 3.6), squeeze=False, sharey=True)
-    for ax, C in zip(axes[0], Cs):
-        sub = df[(df["n_classes"] == C) & (df["step"] > 0)]
-        for opt, part in sub.groupby("optimizer"):
-            m = part.groupby("step")["ratio"].mean()
-            lr = part["lr"].iloc[0]
-            ax.plot(m.index, m.values, color=OPT_COLORS.get(opt), label=f"{opt} (eta={lr:g})")
-        ax.axhline(1.0, color="k", lw=0.8, ls=":")
-        ax.set(xlabel="step t", title=f"C = {C}", yscale="log")
-    axes[0, 0].set_ylabel("||W_t - W_0||_F / (eta t sqrt(C h))")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, len(Cs), figsize=(3.4 * len(Cs), 2.9), squeeze=False, sharey=True)
+        for ax, C in zip(axes[0], Cs):
+            sub = df[(df["n_classes"] == C) & (df["step"] > 0)]
+            for opt, part in sub.groupby("optimizer"):
+                g = part.groupby("step")["ratio"]
+                m, lo, hi = g.mean(), g.min(), g.max()
+                lr = part["lr"].iloc[0]
+                n = part["seed"].nunique() if "seed" in part else 1
+                ax.plot(m.index, m.values, color=OPT_COLORS.get(opt), label=f"{opt} (eta={lr:g}, {n} seeds)")
+                ax.fill_between(m.index, lo.values, hi.values, color=OPT_COLORS.get(opt), alpha=0.2, lw=0)
+            ax.axhline(1.0, color="k", lw=0.8, ls=":")
+            ax.set(xlabel="fine-tuning step t", title=f"C = {C} classes", yscale="log")
+        axes[0, 0].set_ylabel("head distance / bound\n||W_t - W_0||_F / (eta t sqrt(C h))")
+        axes[0, 0].legend(fontsize=7, frameon=False)
+        fig.tight_layout()
     return fig
 
 
