@@ -74,13 +74,12 @@ def cpu_model() -> str:
 
 
 def engine_path() -> str:
-    """The engine path this process runs by default (see :func:`heterosim.engine.engine_path`)."""
-    import sys
-    engine = sys.modules.get("heterosim.engine")
-    if engine is None:  # a row measured without the engine (bounds, the bridge)
-        return "none"
-    fn = getattr(engine, "engine_path", None)
-    return fn() if callable(fn) else "unknown"
+    """The engine path this process runs by default (:func:`heterosim.engine.engine_path`).
+    Read in every process that measures rows, whether or not its measure function used the
+    engine, so that serial, joblib and Dask runs of one sweep record the same value (the
+    first call in a process loads the C kernels, or says why they are off)."""
+    from heterosim import engine
+    return engine.engine_path()
 
 
 def provenance() -> dict:
