@@ -8,19 +8,12 @@ decreases at B5's steps. The grid, measure and fixed criterion live in
 
     heterosim sweep experiments/c10_sign_vs_gd.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c10_sign_vs_gd as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C10"   # study, grid, measure and criterion: heterosim.claims.c10_sign_vs_gd
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

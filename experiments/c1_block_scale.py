@@ -11,20 +11,12 @@ Config columns momentum, precond and basis are the control factors. Full grid: 7
     heterosim sweep experiments/c1_block_scale.py [-j N] [--quick]
     python experiments/c1_block_scale.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c1_block_scale as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-ZIP = claim.CLAIM.zip
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C1"   # study, grid, measure and criterion: heterosim.claims.c1_block_scale
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

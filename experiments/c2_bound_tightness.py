@@ -11,19 +11,12 @@ prescribe (B1-B5, A1, Q1-Q3, Q5, S1), every check through heterosim.verify.check
     heterosim sweep experiments/c2_bound_tightness.py [-j N] [--quick]
     python experiments/c2_bound_tightness.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c2_bound_tightness as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C2"   # study, grid, measure and criterion: heterosim.claims.c2_bound_tightness
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

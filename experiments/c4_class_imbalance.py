@@ -9,19 +9,12 @@ about 10 minutes of CPU on one core (28 minutes wall on a loaded 2-core machine)
 
     heterosim sweep experiments/c4_class_imbalance.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c4_class_imbalance as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C4"   # study, grid, measure and criterion: heterosim.claims.c4_class_imbalance
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

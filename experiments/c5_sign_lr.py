@@ -7,19 +7,12 @@ measure and fixed criterion live in :mod:`heterosim.claims.c5_sign_lr`. About 2 
 
     heterosim sweep experiments/c5_sign_lr.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c5_sign_lr as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C5"   # study, grid, measure and criterion: heterosim.claims.c5_sign_lr
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

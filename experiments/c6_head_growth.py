@@ -10,19 +10,12 @@ its scope and the harm: heterosim/claims/c6_head_growth.py.
 
     heterosim sweep experiments/c6_head_growth.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c6_head_growth as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C6"   # study, grid, measure and criterion: heterosim.claims.c6_head_growth
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

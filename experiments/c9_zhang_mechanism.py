@@ -9,19 +9,12 @@ Hessian, rho_H, ||H||_11/(d L_2)). The grid, measure and fixed criterion live in
 
     heterosim sweep experiments/c9_zhang_mechanism.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import c9_zhang_mechanism as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "C9"   # study, grid, measure and criterion: heterosim.claims.c9_zhang_mechanism
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

@@ -8,20 +8,12 @@ Full grid: 144 tunings, half a minute of CPU on one core.
 
     heterosim sweep experiments/decomposition.py [-j N] [--quick]
 """
+
 import sys
 
 from heterosim import sweep
-from heterosim.claims import decomposition as claim
 
-STUDY = claim.STUDY
-grid = claim.grid
-measure = claim.measure
-ZIP = claim.CLAIM.zip
-
-
-def summarize(table) -> str:
-    return str(claim.criterion(table))
-
+CLAIM = "decomposition"   # study, grid, measure and criterion: heterosim.claims.decomposition
 
 if __name__ == "__main__":
     sys.exit(sweep.script_main(__file__))

@@ -72,18 +72,26 @@ def _package_root() -> Path:
     return Path(heterosim.__file__).resolve().parent
 
 
-@functools.lru_cache(maxsize=8)
-def _tree_hash(root: str) -> str:
-    base = Path(root)
+def _tree_files(base: Path) -> tuple:
+    """(relative path, mtime in ns, size) of every source file below ``base``, sorted."""
     files = sorted(p for p in base.rglob("*") if p.suffix in _SOURCE_SUFFIXES and p.is_file()
                    and "__pycache__" not in p.parts)
-    return _blake(*[c for p in files for c in (p.relative_to(base).as_posix(), p.read_bytes())])
+    return tuple((p.relative_to(base).as_posix(), st.st_mtime_ns, st.st_size) for p in files for st in (p.stat(),))
+
+
+@functools.lru_cache(maxsize=8)
+def _tree_hash(root: str, stats: tuple) -> str:
+    base = Path(root)
+    return _blake(*[c for rel, _, _ in stats for c in (rel, (base / rel).read_bytes())])
 
 
 def source_tree_hash(root: str | os.PathLike | None = None) -> str:
-    """Digest of every source file of the heterosim package (or of ``root``), read from
-    disk once per process: committed or not, a changed file changes it."""
-    return _tree_hash(str(Path(root).resolve() if root is not None else _package_root()))
+    """Digest of every source file of the heterosim package (or of ``root``), committed or
+    not. The files are listed (with their modification times and sizes) at every call and
+    read again only when that list changed, so an edit in a long-running process (a
+    notebook) changes the key of the next sweep."""
+    base = Path(root).resolve() if root is not None else _package_root()
+    return _tree_hash(str(base), _tree_files(base))
 
 
 @functools.lru_cache(maxsize=1)
@@ -276,7 +284,7 @@ class CodeParts:
     heterosim_version: str
     lib_versions: str
 
-    @property
+    @functools.cached_property
     def code_key(self) -> str:
         return _blake(self.fn_hash, self.module_hash, self.source_hash, self.heterosim_version,
                       self.lib_versions)

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from heterosim.claims.base import ok_rows
+
 __all__ = ["DEMO_ARMS", "DEMO_OPTIMIZERS", "DEMO_INSTANCES", "demo_problems", "demo_grids", "run_demo",
            "format_table"]
 
@@ -109,7 +111,7 @@ def _t_table(tables: dict) -> pd.DataFrame:
         t = tables.get(name)
         if t is None:
             continue
-        t = t[t["status"] == "ok"].copy()
+        t = ok_rows(t).copy()
         if t.empty:
             continue
         if "arm" in t.columns:
@@ -159,10 +161,10 @@ def run_demo(optimizers=DEMO_ARMS, spreads=(0.0, 1.0, 2.0), steps: int = 20_000,
     verdicts = []
     for name in _STUDIES:
         t = tables.get(name)
-        if t is None or (t["status"] == "ok").sum() == 0:
+        if t is None or ok_rows(t).empty:
             continue
         claim = claims[name]
-        plots.save(claim.figure(t[t["status"] == "ok"]), out / "figures", claim.study)
+        plots.save(claim.figure(ok_rows(t)), out / "figures", claim.study)
         verdicts.append(str(claim.criterion(t)))
     if verbose:
         print(format_table(table, steps))

@@ -638,9 +638,10 @@ class _Chunk:
 class _FastLoop:
     """The fast path of :func:`run`. Same semantics as :func:`_loop_plain`, less work per step:
 
-    - the rule's in-place twin ``update_`` writes x + step straight into a second iterate
-      buffer (double buffering keeps x_{t-1} for a row that diverges at step t), and the
-      problem's ``loss_and_grad_into`` fills gradient and error buffers: no allocation;
+    - the rule's step comes from :func:`heterosim._native.stepper` (a C kernel checked bit
+      for bit against the rule's pure ``update``, else ``update`` itself) and x + step goes
+      straight into a second iterate buffer (double buffering keeps x_{t-1} for a row that
+      diverges at step t); the oracle fills gradient and error buffers: no allocation;
     - where a step is elementwise work, rows are split into chunks whose working set fits in
       cache (:data:`CHUNK_BYTES`), and each chunk runs all its steps before the next starts
       (rows are independent runs), so the state is not streamed from memory at every step;

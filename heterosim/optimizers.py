@@ -18,8 +18,9 @@ eps, weight_decay, alpha, lr_decay, initial_accumulator_value, centered) and
 where torch.optim has the rule the arithmetic follows it operation for operation,
 so the two agree to rounding in float64 (tests/test_optimizers.py).
 
-Every registered rule also carries ``update_``, an in-place twin for the engine's
-fast path: ``new_state = opt.update_(g, state, x, lr, blocks, out, tmp)`` writes
+Every registered rule also carries ``update_``, an in-place twin (the engine no
+longer calls it: its fast path uses the pure ``update`` or a C kernel checked bit for
+bit against it, :func:`heterosim._native.stepper`; issue 14 retires the twins): ``new_state = opt.update_(g, state, x, lr, blocks, out, tmp)`` writes
 ``out = x + step``, updates the state's tensors in place and uses ``tmp`` (shaped
 like x) as scratch; it never writes ``g`` or ``x`` (and ``out`` and ``tmp`` must not
 overlap them). It does the arithmetic of

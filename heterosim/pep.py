@@ -41,6 +41,8 @@ PEPit version and the solver. A corrupt or foreign file is ignored and solved ag
 """
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import dataclasses
 import hashlib
@@ -68,6 +70,9 @@ CLASSES = {
 METHODS = ("gd", "heavy_ball", "gd_step")
 #: SDP solvers tried in order (both ship with cvxpy).
 SOLVERS = ("CLARABEL", "SCS")
+
+
+@functools.lru_cache(maxsize=1)
 def pepit_version() -> str:
     """The installed PEPit's version (part of every cache key)."""
     from importlib.metadata import version
@@ -159,7 +164,7 @@ def _declare(pb, problem: PEPProblem):
     return pb.declare_function(cls, L=1.0)
 
 
-def _optimum(f, problem: PEPProblem):
+def _optimum(f):
     """x* and f* for the convex classes (PEPit's stationary point)."""
     xs = f.stationary_point()
     return xs, f(xs)
@@ -181,7 +186,7 @@ def _build_gd(pb, f, problem: PEPProblem):
             raise ValueError("the nonconvex class takes the initial condition f(x_0) - f(x_T) <= 1")
         pb.set_initial_condition(f(x0) - f(x) <= 1)
         return
-    xs, fs = _optimum(f, problem)
+    xs, fs = _optimum(f)
     _initial(pb, f, problem, x0, xs, fs)
     if problem.performance == "subopt":
         pb.set_performance_metric(f(x) - fs)
@@ -202,7 +207,7 @@ def _build_heavy_ball(pb, f, problem: PEPProblem):
     """x_{t+1} = x_t - h g_t + beta (x_t - x_{t-1}) with x_{-1} = x_0 (torch.optim.SGD's first step)."""
     if problem.performance != "dist_sq" or problem.initial != "dist":
         raise ValueError("the heavy-ball PEP bounds ||x_T - x*||^2 given ||x_0 - x*||^2 <= 1")
-    xs, fs = _optimum(f, problem)
+    xs, fs = _optimum(f)
     x0 = pb.set_initial_point()
     _initial(pb, f, problem, x0, xs, fs)
     prev, x = x0, x0

@@ -597,16 +597,12 @@ def _register_by_value(*objs) -> None:
     """Let worker processes unpickle ``objs`` (the measure function, the factories of user
     registrations) even when their module (a script, a test file) is not importable
     there: pickle that module's functions by value."""
+    from heterosim.codekey import _user_file
     cp = _cloudpickle()
     for obj in objs:
         mod = sys.modules.get(getattr(obj, "__module__", None) or "")
-        if mod is None or mod.__name__ == "__main__" or "." in mod.__name__:
-            continue  # __main__ goes by value anyway; a package is importable
-        file = getattr(mod, "__file__", None) or ""
-        if not file or "site-packages" in file or "dist-packages" in file:
-            continue
-        if mod.__name__ in getattr(sys, "stdlib_module_names", ()) or mod.__name__ == "heterosim":
-            continue
+        if mod is None or mod.__name__ == "__main__" or "." in mod.__name__ or _user_file(mod) is None:
+            continue  # __main__ goes by value anyway; packages and installed modules are importable
         try:
             cp.register_pickle_by_value(mod)
         except (ValueError, AttributeError):  # pragma: no cover
@@ -814,21 +810,24 @@ def _plan(stored: pd.DataFrame, hashes: list[str], configs: list[dict], parts: C
     if stored.empty:
         return list(zip_(hashes, configs)), reasons
     first = stored.drop_duplicates("config_hash").set_index("config_hash")
+    current = first["status"].eq("ok") if "status" in first else pd.Series(False, index=first.index)
+    if "code_key" in first:
+        current &= first["code_key"].eq(parts.code_key)
+    else:
+        current &= False
     todo = []
     for h, cfg in zip_(hashes, configs):
+        if h in first.index and current.at[h] and not force:
+            continue                                   # stored, ok, same code: reuse
+        todo.append((h, cfg))
         if h not in first.index:
-            todo.append((h, cfg))
-            continue
-        rec = first.loc[h].to_dict()
-        why = ["--force"] if force else []
-        if not force:
-            why = describe_changes(rec, parts)
-            if not why and rec.get("status") != "ok":
-                why = ["failed before"]
-        if why:
-            todo.append((h, cfg))
-            key = "; ".join(why)
-            reasons[key] = reasons.get(key, 0) + 1
+            continue                                   # new
+        if force:
+            why = ["--force"]
+        else:
+            why = describe_changes(first.loc[h].to_dict(), parts) or ["failed before"]
+        key = "; ".join(why)
+        reasons[key] = reasons.get(key, 0) + 1
     return todo, reasons
 
 
@@ -853,7 +852,10 @@ def _summary(study, path, n, computed, reasons, failed, table, seconds) -> str:
 # ----------------------------------------------------------------------------- scripts and CLI
 def load_experiment(path: str | os.PathLike):
     """Import an experiment script by path. It must define ``STUDY`` (str), ``grid(quick=False)``
-    (or a dict ``GRID``) and ``measure(config)``; optional: ``ZIP`` and ``summarize(table)``."""
+    (or a dict ``GRID``) and ``measure(config)``; optional: ``ZIP`` and ``summarize(table)``.
+    A script that measures a claim of :mod:`heterosim.claims` may instead define ``CLAIM``
+    (its label, ``"C1"``): the claim's study, grid, zip, measure and criterion fill in
+    whatever the script does not define itself."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"experiment script {str(path)!r} does not exist")
@@ -864,12 +866,29 @@ def load_experiment(path: str | os.PathLike):
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
+    if hasattr(mod, "CLAIM"):
+        _fill_from_claim(mod)
     missing = [a for a in ("STUDY", "measure") if not hasattr(mod, a)]
     if not (hasattr(mod, "grid") or hasattr(mod, "GRID")):
         missing.append("grid (or GRID)")
     if missing:
         raise ValueError(f"{path} is not an experiment script: it lacks {', '.join(missing)}")
     return mod
+
+
+def _fill_from_claim(mod) -> None:
+    """Give a ``CLAIM = "Cn"`` script its claim's STUDY, grid, ZIP, measure and summarize."""
+    from heterosim import claims
+    claim = claims.get(mod.CLAIM)
+    if claim.measure is None:
+        raise ValueError(f"claim {claim.label} is measured by `{claim.how_to_run()}`, not by a sweep script")
+    defaults = {"STUDY": claim.study, "grid": claim.grid, "measure": claim.measure,
+                "summarize": lambda table: str(claim.criterion(table))}
+    if claim.zip:
+        defaults["ZIP"] = claim.zip
+    for name, value in defaults.items():
+        if not hasattr(mod, name):
+            setattr(mod, name, value)
 
 
 def _experiment_grid(mod, quick: bool):
@@ -889,7 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
                "On SLURM: start Dask workers with dask-jobqueue (SLURMCluster) and pass --scheduler "
                "with its address.")
     p.add_argument("script", help="experiment script, e.g. experiments/c1_block_scale.py")
-    p.add_argument("-j", "--jobs", type=int, default=-1,
+    from heterosim.cli import jobs_int, positive_int
+    p.add_argument("-j", "--jobs", type=jobs_int, default=-1,
                    help="worker processes (joblib loky; -1 = all cores, 1 = this process); "
                         "with --scheduler local, the number of Dask workers")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -900,7 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the script's reduced grid (the tests' size), stored as <STUDY>_quick")
     p.add_argument("--root", default="results", help="results folder (default: results)")
     p.add_argument("--study", default=None, help="store under this study name instead of the script's STUDY")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="list how many configs the grid has and stop")
     return p
@@ -908,12 +928,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``heterosim sweep SCRIPT ...``; returns the exit status (1 when a config failed)."""
+    from heterosim.cli import report_error
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    if args.jobs == 0 or args.jobs < -1:
-        parser.error(f"argument -j/--jobs: must be a positive integer or -1 (all cores); got {args.jobs}")
-    if args.threads < 1:
-        parser.error(f"argument --threads: must be a positive integer; got {args.threads}")
     try:
         mod = load_experiment(args.script)
         grid = _experiment_grid(mod, args.quick)
@@ -928,17 +945,13 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
                     progress=not args.no_progress, modules=[mod])
     except ValueError as e:
         parser.print_usage(sys.stderr)
-        print(f"heterosim sweep: error: {_one_line(e)}", file=sys.stderr)
+        report_error(parser.prog, e)
         return 2
     if hasattr(mod, "summarize"):
         ok = table[table["status"] == "ok"]
         if not ok.empty:
             print(mod.summarize(ok))
     return int((table["status"] != "ok").any())
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 def script_main(file: str, argv: Sequence[str] | None = None) -> int:

@@ -226,3 +226,15 @@ def test_rows_record_the_engine_path_and_the_cpu(tmp_path, monkeypatch):
     assert t["T"].iloc[0] == float(engine.run(
         heterosim.problems.BlockQuadratic.from_spectra([[1.0, 2.0]], seed=0), "sgd", lrs=[0.3], steps=200,
         target=("grad_l2", 1e-6), fast=False).iterations_to(1e-6, "grad_l2")[0])
+
+
+def test_source_hash_sees_an_edit_within_one_process(tmp_path):
+    """A notebook that edits a source file after its first sweep gets a new key for the next."""
+    import os
+    (tmp_path / "a.py").write_text("X = 1\n")
+    h1 = codekey.source_tree_hash(tmp_path)
+    assert codekey.source_tree_hash(tmp_path) == h1                       # unchanged: the same
+    (tmp_path / "a.py").write_text("X = 2\n")
+    st = (tmp_path / "a.py").stat()
+    os.utime(tmp_path / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))   # coarse clocks
+    assert codekey.source_tree_hash(tmp_path) != h1

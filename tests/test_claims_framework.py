@@ -76,3 +76,20 @@ def test_claims_command_reports_missing_tables_as_undecided(tmp_path, capsys):
 def test_vectorised_bootstrap_gives_the_same_interval():
     x = np.random.default_rng(0).lognormal(size=30)
     assert base.bootstrap_ci(x, np.median, vectorized=True) == base.bootstrap_ci(x, np.median)
+
+
+def test_stored_rows_from_other_code_are_flagged_stale():
+    """A verdict read from rows whose code key is not this code's says so and how to recompute;
+    rows from this very code carry no note."""
+    from pathlib import Path
+
+    from heterosim import codekey
+    c5 = claims.get("C5")
+    script = Path(__file__).resolve().parents[1] / "experiments" / c5.experiment
+    now = codekey.code_parts(c5.measure, [script])
+    fresh = pd.DataFrame([dict(now.columns(), heterosim_version=now.heterosim_version)] * 3)
+    assert claims.staleness(c5, fresh) == ""
+    old = fresh.assign(code_key="0" * 16, source_hash="f" * 16)
+    note = claims.staleness(c5, old)
+    assert note.startswith("STALE: 3 of 3 stored rows were computed by other code (heterosim source changed)")
+    assert "`heterosim sweep experiments/c5_sign_lr.py` recomputes them" in note

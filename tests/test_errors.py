@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -194,8 +195,11 @@ def test_rules_that_need_the_problem_point_to_for_problem(rule, hyper, attr):
     assert list(inspect.signature(hs.optimizers.for_problem).parameters)[:2] == ["name", "problem"]
     opt = eval(advice, {"hs": hs, "problem": problem})
     assert opt.name == rule
-    res = hs.engine.run(problem, opt, lrs=[1.0], steps=2)
-    assert res is not None
+    res = hs.engine.run(problem, opt, lrs=[1.0], steps=2, record="loss")
+    loss = np.asarray(res.curves["loss"])[0]
+    assert loss.shape == (3,) and np.all(np.isfinite(loss))
+    if rule == "blockwise_gd":   # steps 1/L_b: each step decreases f by at least sum_b ||g_b||^2 / (2 L_b) > 0
+        assert loss[2] < loss[1] < loss[0]
 
 
 # ------------------------------------------------------------------- problems.make

@@ -114,3 +114,15 @@ def test_demo_writes_its_table_figures_and_verdicts(tmp_path, capsys):
     assert "\nC2 " in out and "heavy ball vs Adam" in format_table(table, 5_000)
     for study in ("c1_block_scale", "c3_zhang", get("C2").study):
         assert (tmp_path / "demo" / "figures" / f"{study}.png").stat().st_size < 150_000
+
+
+def test_a_claim_script_takes_its_study_grid_measure_and_criterion_from_the_claim(tmp_path):
+    c5 = claims.get("C5")
+    mod = sweep.load_experiment(ROOT / "experiments" / "c5_sign_lr.py")
+    assert mod.STUDY == c5.study and mod.measure is c5.measure and mod.grid is c5.grid
+    quick = sweep.expand(mod.grid(quick=True))
+    assert quick == sweep.expand(c5.grid(quick=True)) and len(quick) > 0
+    bridge = tmp_path / "c8.py"
+    bridge.write_text('CLAIM = "C8"\n')
+    with pytest.raises(ValueError, match="measured by `python experiments/bridge_c8_gap.py`, not by a sweep"):
+        sweep.load_experiment(bridge)

@@ -23,7 +23,7 @@ from heterosim.claims.base import (NOT_REPRODUCED, OUTCOMES, REPRODUCED, UNDECID
                                    bootstrap_ci, decide, spearman_ci, undecided_reasons)
 
 __all__ = ["Claim", "Verdict", "REPRODUCED", "NOT_REPRODUCED", "UNDECIDED", "OUTCOMES", "MODULES", "labels",
-           "get", "verdict", "verdicts", "secondary_verdicts", "bootstrap_ci", "spearman_ci", "undecided_reasons", "decide"]
+           "get", "verdict", "verdicts", "secondary_verdicts", "staleness", "bootstrap_ci", "spearman_ci", "undecided_reasons", "decide"]
 
 #: Claim label -> the module that defines it (imported on first use).
 MODULES = {
@@ -82,7 +82,32 @@ def verdict(label: str, root="results", quick: bool = False) -> Verdict:
         return Verdict(claim.label, claim.title, UNDECIDED, "(see the claim module)", "none", float("nan"), None,
                        0, 0, reasons=(f"no stored results for {study!r} under {root}; run "
                                       f"`{claim.how_to_run(quick)}`",))
-    return claim.criterion(table)
+    v = claim.criterion(table)
+    stale = staleness(claim, table)
+    if stale:
+        v.details = f"{stale}\n  {v.details}" if v.details else stale
+    return v
+
+
+def staleness(claim: Claim, table) -> str:
+    """A note when the stored rows of a swept claim were computed by other code than the
+    code installed now (their code key differs: see :mod:`heterosim.codekey`), saying why
+    and how to recompute; empty when they match, or for a claim the bridge measures. The
+    verdict still reads the stored rows: the note says they are not this code's."""
+    from pathlib import Path
+
+    from heterosim import codekey
+    if claim.measure is None or "code_key" not in table.columns:
+        return ""
+    script = Path(__file__).resolve().parents[2] / "experiments" / (claim.experiment or "")
+    parts = codekey.code_parts(claim.measure, [script] if script.is_file() else [])
+    stored = table.drop_duplicates("code_key")
+    why = sorted({r for rec in stored.to_dict("records") for r in codekey.describe_changes(rec, parts)})
+    if not why:
+        return ""
+    n = int((table["code_key"] != parts.code_key).sum())
+    return (f"STALE: {n} of {len(table)} stored rows were computed by other code ({'; '.join(why)}); "
+            f"`{claim.how_to_run()}` recomputes them")
 
 
 def secondary_verdicts(label: str, root="results") -> list[Verdict]:

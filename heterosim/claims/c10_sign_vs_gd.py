@@ -249,7 +249,7 @@ def agreement(table: pd.DataFrame, line_search: bool = False, by=("family",)) ->
     rows = []
     for key, g in t.groupby(list(by), sort=True):
         a, n = g[column].to_numpy(float), g["n_steps"].to_numpy(float)
-        ci = bootstrap_ci((a, n), lambda x, y: _ratio(x, y), paired=True, seed=BOOT_SEED)
+        ci = bootstrap_ci((a, n), _ratio, paired=True, seed=BOOT_SEED)
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "agreement": _ratio(a, n),
                      "lo": ci[0] if ci else math.nan, "hi": ci[1] if ci else math.nan,
                      "per_trajectory": float(np.mean(a / n)), "n_trajectories": int(len(g)), "n_steps": int(n.sum()),

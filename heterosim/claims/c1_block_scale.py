@@ -149,7 +149,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
     stat_name = "weakest momentum-matched heterogeneity effect (slope of log10 gap per decade of spread)"
     t = table
     block = t[(t["basis"] == "block")] if "basis" in t.columns else t.iloc[0:0]
-    block_ok = block[block["status"] == "ok"] if "status" in block.columns else block
+    block_ok = ok_rows(block)
     gated_gammas = sorted(g for g in block_ok["gamma"].unique() if g >= 0.5) if not block_ok.empty else []
     gated_arms = sorted({a for k in GATED_PAIRS for a in (ctl.PAIRS[k].a, ctl.PAIRS[k].b)})
     reasons = ctl.structural_reasons(block if not block.empty else t, full_steps=FULL_STEPS, arms=gated_arms,
@@ -201,15 +201,12 @@ def _counts(block: pd.DataFrame, arms) -> tuple[int, int]:
 def _factor_text(E: pd.DataFrame, gammas) -> str:
     parts, carriers = [], []
     for gamma in gammas:
-        tot, pre, mom = (_get(E, "block", gamma, c) for c in ("total:sgd-adam", "main:precond", "main:momentum"))
-        if tot is None or pre is None or mom is None:
+        split = ctl.split_gap(lambda c, gamma=gamma: _get(E, "block", gamma, c))
+        if split is None:
             continue
-        cp, cm = _cell(pre), _cell(mom)
-        sm, sp = _get(E, "block", gamma, "step:momentum_identity"), _get(E, "block", gamma, "pair:precond_momentum")
-        path = (_cell(sm), _cell(sp)) if sm is not None and sp is not None else None
-        who = ctl.carrier(cp, cm, path)
+        tot, cp, cm, path, who = split
         carriers.append(who)
-        text = (f"gamma={gamma:g}: GD-minus-Adam slope {ctl.fmt_cell(_cell(tot))} = preconditioning "
+        text = (f"gamma={gamma:g}: GD-minus-Adam slope {ctl.fmt_cell(tot)} = preconditioning "
                 f"{ctl.fmt_cell(cp)} + momentum {ctl.fmt_cell(cm)} (factorial)")
         if path is not None:
             text += (f"; via heavy ball = momentum (GD vs HB) {ctl.fmt_cell(path[0])} + preconditioning (HB vs Adam) "

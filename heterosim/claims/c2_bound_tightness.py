@@ -328,7 +328,7 @@ def figure(table: pd.DataFrame):
     fams = list(dict.fromkeys(t["family"])) if len(t) else []
     ncol = 4
     nrow = max(1, math.ceil(len(fams) / ncol))
-    with plt.rc_context(getattr(plots, "PAPER_RC", {})):
+    with plt.rc_context(plots.PAPER_RC):
         fig, axes = plt.subplots(nrow, ncol, figsize=(9.0, 2.4 * nrow), squeeze=False)
         for ax, fam in zip(axes.flat, fams):
             _panel(ax, t[t["family"] == fam], fam)

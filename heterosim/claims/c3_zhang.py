@@ -199,8 +199,7 @@ def gaps(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _cell(r) -> ctl.Cell:
-    return ctl.Cell(r.lo, r.hi, r.ci_lo, r.ci_hi, int(r.n_seeds), int(r.n_censored), int(r.n_missing))
+_cell = ctl.cell_of
 
 
 def _get(E, basis, cases, contrast, eps=EPS):
@@ -296,15 +295,12 @@ def _factor_text(E: pd.DataFrame, t: pd.DataFrame) -> str:
     parts, carriers = [], []
     for het, hom in CASE_PAIRS:
         cp = f"{het}/{hom}"
-        tot, pre, mom = (_get(E, "block", cp, c) for c in ("total:sgd-adam", "main:precond", "main:momentum"))
-        if tot is None or pre is None or mom is None:
+        split = ctl.split_gap(lambda c, cp=cp: _get(E, "block", cp, c))
+        if split is None:
             continue
-        a, b = _cell(pre), _cell(mom)
-        sm, sp = _get(E, "block", cp, "step:momentum_identity"), _get(E, "block", cp, "pair:precond_momentum")
-        path = (_cell(sm), _cell(sp)) if sm is not None and sp is not None else None
-        who = ctl.carrier(a, b, path)
+        tot, a, b, path, who = split
         carriers.append(who)
-        text = f"cases {cp}: R(GD vs Adam) {_r(_cell(tot))} = preconditioning {_r(a)} x momentum {_r(b)} (factorial)"
+        text = f"cases {cp}: R(GD vs Adam) {_r(tot)} = preconditioning {_r(a)} x momentum {_r(b)} (factorial)"
         if path is not None:
             text += f"; via heavy ball = momentum (GD vs HB) {_r(path[0])} x preconditioning (HB vs Adam) {_r(path[1])}"
         parts.append(f"{text} -> {who}")
