@@ -1,50 +1,60 @@
 r"""Fused CPU kernels for the engine's hot loops, compiled from C on first use, and their
 torch twins.
 
-One step of Adam on a (B, d) float64 batch is a handful of elementwise operations; done
-as separate torch operations, each streams the whole state through memory and pays a
-dispatch, and on a CPU that costs several times the arithmetic. The step kernels below do
-the work of a rule's pure ``update`` (:mod:`heterosim.optimizers`) in one or two passes over
-each row, with the same operations in the same order, so that they take the same steps to
-the bit: :func:`stepper` hands the engine a kernel only after checking that on this machine.
-The block quadratic's whole oracle (error, block product, f and ||g||, the divergence test)
+The rules' steps are not written here: :mod:`heterosim.optimizers.fused` generates each one from
+the rule's primitives and builds it with :func:`compile_unit`. The block quadratic's whole oracle (error, block product, f and ||g||, the divergence test)
 is one kernel too, row-major in and out, with a GEMM-style register-blocked block product
 (on the 2-core EPYC it runs the reference sweep's oracle, 128 rows x 8 blocks of 32, faster
 than torch's batched matmul), and :func:`quadratic_oracle_torch` is its torch twin, the same
 operations in the same order: one arithmetic for the engine's every path (heterosim.engine,
-"One T per config"). tests/test_engine_fast.py pins every kernel to the pure rule and to its
-twin, bit for bit.
+"One T per config"). tests/test_engine_fast.py pins every kernel to its twin, bit for bit.
 
 No compiler flag changes a value: -O3 without fast-math (no reassociation), -ffp-contract=off
 (no multiply-add fused behind the source's back; fma() is written out where torch itself
 fuses, in its lerp), -fno-math-errno (the sqrt instruction, correctly rounded). -march=native
 picks instructions, not results (tests/test_engine_fast.py builds without it and compares).
 
-The source is compiled once per machine with the C compiler named by ``$CC`` (default
-``cc``/``gcc``) into ``$HETEROSIM_CACHE`` (default ``~/.cache/heterosim``), keyed by a hash
-of the source, the flags and the CPU, and loaded with ctypes. Where no compiler works, or
-``HETEROSIM_NATIVE=0``, :func:`lib` returns None (:func:`why_off` says why) and every caller
-takes its torch path: the kernels are an accelerator, never a requirement, and change no
-number the engine reports.
+The sources are built once per machine with cffi (API mode; the C compiler setuptools runs:
+``$CC`` or the one Python was built with) into a private cache, ``$HETEROSIM_CACHE`` (default
+``~/.cache/heterosim/native``): created 0700, and loaded from only while it and the module are
+this user's and no one else can write them (else the build goes to a private temporary
+directory; :func:`cache_why`). The cache key hashes the source, the flags, the compiler, the
+platform, the CPU and cffi's version. :func:`compile_unit` builds other (generated) C units the
+same way. Where the kernels cannot be had, or ``HETEROSIM_NATIVE=0``, :func:`lib` returns None
+(:func:`why_off` says why; a reason the user did not choose also emits one RuntimeWarning per
+process) and every caller takes its torch path: the kernels are an accelerator, never a
+requirement, and change no number the engine reports. Every entry here that takes tensors
+checks their device, dtype, layout and shapes before C sees them (ValueError, never a crash).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
-import ctypes
+import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import itertools
+import json
 import os
+import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
+import warnings
 
 import torch
 
-__all__ = ["lib", "build", "why_off", "usable", "disabled", "rows", "quadratic_oracle",
+__all__ = ["lib", "build", "why_off", "usable", "disabled", "rows", "compile_unit", "unit_why_off", "cache_why",
+           "Kernels", "check_buffer", "check_index", "check_batch", "check_oracle_buffers",
+           "check_softmax_data", "check_draws", "quadratic_oracle",
            "quadratic_oracle_torch", "block_product_", "tree_sum_", "tree_norm", "sqrt_exact",
-           "stepper", "STEPPED", "lerp_fused"]
+           "lerp_fused"]
 
 _SOURCE = r"""
 #include <math.h>
@@ -56,15 +66,6 @@ _SOURCE = r"""
    contraction (-ffp-contract=off) and without fast-math, and fma() appears only where torch
    itself computes a fused multiply-add (its lerp). */
 
-/* torch.lerp(a, b, w) as torch computes it: its CPU kernels fuse the multiply-add (fused != 0),
-   w < 1/2: a + w (b - a), else b + (w - 1)(b - a); unfused: each product and sum rounded. */
-static inline double lerp(double a, double b, double w, const int fused) {
-    const double diff = b - a;
-    if (fused) return (w < 0.5) ? fma(w, diff, a) : fma(w - 1.0, diff, b);
-    return (w < 0.5) ? a + w * diff : b - diff * (1.0 - w);
-}
-/* torch.sign: -1, 0 or +1 (0 for nan) */
-static inline double sgn(double g) { return (double)(g > 0.0) - (double)(g < 0.0); }
 
 /* The sum of v[0..n) in the kernels' fixed order (n >= 1), destroying v: halve until one is
    left, v[k] += v[k + m] for k < n/2 (m = n - n/2). heterosim._native.tree_sum_ is its torch twin. */
@@ -78,214 +79,6 @@ static inline double tree_sum(double *v, int64_t n) {
         n = m;
     }
     return v[0];
-}
-
-/* Every step kernel updates rows r0 <= r < r1 of (R, d) row-major buffers (callers split the
-   rows between threads), with the learning rate of row r at lr[r * ls] (ls = 0: one for all).
-
-   Adam / AdamW, one step, as heterosim.optimizers' pure adam update (torch.optim.Adam's
-   arithmetic), operation for operation, in two passes around torch's own sqrt (torch's float64
-   sqrt on CPU need not be the correctly rounded one: the caller applies torch.sqrt to v in
-   between, so the bits are torch's):
-       adam_moments: g <- g + wd x (coupled), m <- lerp(m, g, w1), v <- b2 v + w2 (g g);
-       adam_apply:   s = sqrt(v) (given), step = nlr (m / (s / c2 + eps)), nlr = -(lr_r / bc1),
-                     step <- step - (lr_r dwd) x (decoupled), out = x + step.
-   The flags are constants at each call of the row loops (one branch-free vector loop per case). */
-static inline void adam_moments_row(int64_t d, const double *restrict x, const double *restrict g,
-                                    double *restrict m, double *restrict v, double w1, double b2, double w2,
-                                    double wd, const int fused, const int coupled) {
-    for (int64_t j = 0; j < d; j++) {
-        const double gj = coupled ? g[j] + wd * x[j] : g[j];
-        m[j] = lerp(m[j], gj, w1, fused);
-        v[j] = b2 * v[j] + w2 * (gj * gj);
-    }
-}
-
-void adam_moments(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *m, double *v,
-                  double w1, double b2, double w2, double wd, int fused) {
-    const int coupled = wd != 0.0;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t o = r * d;
-#define MOM(F, C) adam_moments_row(d, x + o, g + o, m + o, v + o, w1, b2, w2, wd, F, C)
-        if (fused) { if (coupled) MOM(1, 1); else MOM(1, 0); }
-        else { if (coupled) MOM(0, 1); else MOM(0, 0); }
-#undef MOM
-    }
-}
-
-/* The same step in one pass, with C's (correctly rounded) sqrt: the same bits where the pure
-   update's sqrt is the correctly rounded one (stepper checks which of the two reproduces it). */
-static inline void adam_update_row(int64_t d, const double *restrict x, const double *restrict g,
-                                   double *restrict m, double *restrict v, double *restrict out, double nlr,
-                                   double dlr, double w1, double b2, double w2, double c2, double eps, double wd,
-                                   const int fused, const int coupled, const int decoupled) {
-    for (int64_t j = 0; j < d; j++) {
-        const double gj = coupled ? g[j] + wd * x[j] : g[j];
-        const double mj = lerp(m[j], gj, w1, fused);
-        const double vj = b2 * v[j] + w2 * (gj * gj);
-        m[j] = mj;
-        v[j] = vj;
-        const double step = nlr * (mj / (sqrt(vj) / c2 + eps));
-        out[j] = x[j] + (decoupled ? step - dlr * x[j] : step);
-    }
-}
-
-void adam_update(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *m, double *v,
-                 double *out, const double *lr, int64_t ls, double bc1, double c2, double dwd, double w1,
-                 double b2, double w2, double eps, double wd, int fused) {
-    const int coupled = wd != 0.0, decoupled = dwd != 0.0;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t o = r * d;
-        const double nlr = -(lr[r * ls] / bc1), dlr = lr[r * ls] * dwd;
-#define ADAM(F, C, D) adam_update_row(d, x + o, g + o, m + o, v + o, out + o, nlr, dlr, w1, b2, w2, c2, eps, wd, F, C, D)
-        if (fused) {
-            if (coupled) ADAM(1, 1, 0); else if (decoupled) ADAM(1, 0, 1); else ADAM(1, 0, 0);
-        } else {
-            if (coupled) ADAM(0, 1, 0); else if (decoupled) ADAM(0, 0, 1); else ADAM(0, 0, 0);
-        }
-#undef ADAM
-    }
-}
-
-static inline void adam_apply_row(int64_t d, const double *restrict x, const double *restrict m,
-                                  const double *restrict s, double *restrict out, double nlr, double dlr,
-                                  double c2, double eps, const int decoupled) {
-    for (int64_t j = 0; j < d; j++) {
-        const double step = nlr * (m[j] / (s[j] / c2 + eps));
-        out[j] = x[j] + (decoupled ? step - dlr * x[j] : step);
-    }
-}
-
-void adam_apply(int64_t r0, int64_t r1, int64_t d, const double *x, const double *m, const double *s,
-                double *out, const double *lr, int64_t ls, double bc1, double c2, double eps, double dwd) {
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t o = r * d;
-        const double nlr = -(lr[r * ls] / bc1), dlr = lr[r * ls] * dwd;
-        if (dwd != 0.0) adam_apply_row(d, x + o, m + o, s + o, out + o, nlr, dlr, c2, eps, 1);
-        else adam_apply_row(d, x + o, m + o, s + o, out + o, nlr, dlr, c2, eps, 0);
-    }
-}
-
-/* The arithmetic of heterosim.optimizers' in-place adam twin (update_), which folds
-   c = sqrt(1 - beta2^t) into the step: row r steps by lr_r * scale * m / (sqrt(v) + ce), with
-   scale = -c / (1 - beta1^t), ce = eps c; wd: coupled weight decay; dscale != 0: decoupled decay,
-   out <- out + lr_r dscale x. It rounds differently from the pure update (adam_moments and adam_apply do not):
-   the engine does not use it. */
-static inline void adam_twin_row(int64_t d, const double *restrict x, const double *restrict g,
-                                 double *restrict m, double *restrict v, double *restrict out, double c, double dc,
-                                 double w1, double b2, double w2, double ce, double wd,
-                                 const int low, const int coupled, const int decoupled) {
-    for (int64_t j = 0; j < d; j++) {
-        double gj = coupled ? g[j] + wd * x[j] : g[j];
-        double mj = low ? m[j] + w1 * (gj - m[j]) : gj - (gj - m[j]) * (1.0 - w1);
-        double vj = b2 * v[j] + (w2 * gj) * gj;
-        m[j] = mj;
-        v[j] = vj;
-        double y = x[j] + (mj / (sqrt(vj) + ce)) * c;
-        out[j] = decoupled ? y + x[j] * dc : y;
-    }
-}
-
-void adam_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *m, double *v,
-               double *out, const double *lr, int64_t ls, double scale, double dscale, double w1, double b2,
-               double w2, double ce, double wd) {
-    const int low = w1 < 0.5, coupled = wd != 0.0, decoupled = dscale != 0.0;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t o = r * d;
-        const double c = lr[r * ls] * scale, dc = decoupled ? lr[r * ls] * dscale : 0.0;
-#define ADAM(L, C, D) adam_twin_row(d, x + o, g + o, m + o, v + o, out + o, c, dc, w1, b2, w2, ce, wd, L, C, D)
-        if (low && !coupled && !decoupled) ADAM(1, 0, 0);
-        else if (low && coupled) ADAM(1, 1, 0);
-        else if (low && decoupled) ADAM(1, 0, 1);
-        else if (!coupled && !decoupled) ADAM(0, 0, 0);
-        else if (coupled) ADAM(0, 1, 0);
-        else ADAM(0, 0, 1);
-#undef ADAM
-    }
-}
-
-/* SGD with torch.optim.SGD's momentum, as the pure sgd update: g <- g + wd x,
-   b <- g (first step) or mu b + damp g, d = g + mu b (nesterov) or b, out = x + (-lr_r) d.
-   mu = 0: plain (stochastic) GD, out = x + (-lr_r) g. */
-static inline void sgd_row(int64_t d, const double *restrict x, const double *restrict g, double *restrict buf,
-                           double *restrict out, double a, double mu, double damp, double wd,
-                           const int mom, const int nesterov, const int coupled, const int first) {
-    for (int64_t j = 0; j < d; j++) {
-        double gj = coupled ? g[j] + wd * x[j] : g[j];
-        double dj = gj;
-        if (mom) {
-            double bj = first ? gj : mu * buf[j] + damp * gj;
-            buf[j] = bj;
-            dj = nesterov ? gj + mu * bj : bj;
-        }
-        out[j] = x[j] + a * dj;
-    }
-}
-
-void sgd_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *buf, double *out,
-              const double *lr, int64_t ls, double mu, double damp, int nesterov, double wd, int first) {
-    const int mom = mu != 0.0, coupled = wd != 0.0;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t o = r * d;
-        double *b = mom ? buf + o : 0;
-#define SGD(M, N, C, F) sgd_row(d, x + o, g + o, b, out + o, -lr[r * ls], mu, damp, wd, M, N, C, F)
-        if (!mom) { if (coupled) SGD(0, 0, 1, 0); else SGD(0, 0, 0, 0); }
-        else if (first) { if (nesterov) SGD(1, 1, coupled, 1); else SGD(1, 0, coupled, 1); }
-        else if (nesterov) { if (coupled) SGD(1, 1, 1, 0); else SGD(1, 1, 0, 0); }
-        else { if (coupled) SGD(1, 0, 1, 0); else SGD(1, 0, 0, 0); }
-#undef SGD
-    }
-}
-
-/* The sign family, as the pure updates; kind 0: signSGD, 1: Signum (sign of the momentum),
-   2: momentum of the signs. One straight-line loop per kind (branches in the loop body would
-   keep it scalar). */
-static inline void signsgd_row(int64_t d, const double *restrict x, const double *restrict g,
-                               double *restrict out, double a, double wd, const int coupled) {
-    for (int64_t j = 0; j < d; j++) {
-        double dj = sgn(g[j]);
-        if (coupled) dj = dj + wd * x[j];
-        out[j] = x[j] + a * dj;
-    }
-}
-
-static inline void signum_row(int64_t d, const double *restrict x, const double *restrict g,
-                              double *restrict buf, double *restrict out, double a, double beta, double w,
-                              double wd, const int coupled) {
-    for (int64_t j = 0; j < d; j++) {
-        double mj = beta * buf[j] + w * g[j];
-        buf[j] = mj;
-        double dj = sgn(mj);
-        if (coupled) dj = dj + wd * x[j];
-        out[j] = x[j] + a * dj;
-    }
-}
-
-static inline void signmom_row(int64_t d, const double *restrict x, const double *restrict g,
-                               double *restrict buf, double *restrict out, double a, double beta, double w) {
-    for (int64_t j = 0; j < d; j++) {
-        double mj = beta * buf[j] + w * sgn(g[j]);
-        buf[j] = mj;
-        out[j] = x[j] + a * mj;
-    }
-}
-
-void sign_step(int64_t r0, int64_t r1, int64_t d, const double *x, const double *g, double *buf, double *out,
-               const double *lr, int64_t ls, int kind, double beta, double wd) {
-    const double w = 1.0 - beta;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t o = r * d;
-        const double a = -lr[r * ls];
-        if (kind == 0) {
-            if (wd != 0.0) signsgd_row(d, x + o, g + o, out + o, a, wd, 1);
-            else signsgd_row(d, x + o, g + o, out + o, a, wd, 0);
-        } else if (kind == 1) {
-            if (wd != 0.0) signum_row(d, x + o, g + o, buf + o, out + o, a, beta, w, wd, 1);
-            else signum_row(d, x + o, g + o, buf + o, out + o, a, beta, w, wd, 0);
-        } else {
-            signmom_row(d, x + o, g + o, buf + o, out + o, a, beta, w);
-        }
-    }
 }
 
 /* f and ||g|| of row x with gradient g (error e = x - xs): f = 0.5 tree(e g) + f*, nrm = tree(g g)
@@ -610,42 +403,75 @@ int64_t softmax_oracle(int64_t r0, int64_t r1, int64_t C, int64_t p, int64_t n, 
 }
 """
 
-_I, _P, _D, _C = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
-_SIGNATURES = {
-    "adam_update": [_I] * 3 + [_P] * 6 + [_I] + [_D] * 8 + [_C],
-    "adam_moments": [_I] * 3 + [_P] * 4 + [_D] * 4 + [_C],
-    "adam_apply": [_I] * 3 + [_P] * 5 + [_I] + [_D] * 4,
-    "adam_step": [_I] * 3 + [_P] * 6 + [_I] + [_D] * 7,
-    "sgd_step": [_I] * 3 + [_P] * 5 + [_I] + [_D] * 2 + [_C, _D, _C],
-    "sign_step": [_I] * 3 + [_P] * 5 + [_I, _C, _D, _D],
-}
-_RETURNS = {"block_oracle": ctypes.c_int64, "diag_oracle": ctypes.c_int64, "softmax_oracle": ctypes.c_int64,
-            "rows_f_and_norm": ctypes.c_int64, "rows_norm": ctypes.c_int64}
-_SIGNATURES["softmax_oracle"] = [_I] * 5 + [_P] * 6 + [_I, _D] + [_P] * 4 + [_C] + [_P] * 3
-_SIGNATURES["block_oracle"] = [_I] * 4 + [_P] * 9 + [_C, _D, _P, _P]
-_SIGNATURES["diag_oracle"] = [_I] * 3 + [_P] * 7 + [_C, _D, _P, _P]
-_SIGNATURES["rows_f_and_norm"] = [_I] * 3 + [_P] * 6 + [_C, _D, _P]
-_SIGNATURES["rows_norm"] = [_I] * 3 + [_P] * 2 + [_C]
+# ------------------------------------------------------------------ building and loading
+# The kernels are built with cffi (API mode): the two C units above, unchanged and each its own
+# translation unit as before, plus a generated unit of thin wrappers (``hs_<name>``) that take
+# every address as an intptr_t, so that a call passes Python ints (tensor.data_ptr()) straight
+# through cffi's generated C (no ctypes marshalling; cffi releases the GIL over every call).
+#
 # No flag that changes a value: -O3 vectorises but never reassociates (no -ffast-math, no
 # -fassociative-math), -ffp-contract=off forbids fusing a * b + c into an FMA (fma() is written
 # out where torch fuses), -fno-math-errno only lets sqrt be the (correctly rounded) instruction.
 # -march=native (linux, when it compiles) picks the instructions, not the results: every
 # operation is an IEEE-754 one, correctly rounded on any x86-64 or arm64 unit
 # (tests/test_engine_fast.py builds the kernels with and without it and compares the bits).
-_FLAGS = ["-O3", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
+# setuptools puts Python's own sysconfig CC, CFLAGS and CCSHARED before these (here
+# "-Wsign-compare -DNDEBUG -g -fwrapv -O3 -Wall" and "-fPIC"): warnings, debug information,
+# NDEBUG (the kernels have no assert) and -fwrapv, none of which changes a floating-point value;
+# -fno-wrapv below undoes -fwrapv, whose only effect on these integer-indexed loops is slower
+# code (with it the kernels' machine code is the one a plain `cc` build gives: checked with
+# objdump, GCC 12). Flags come after sysconfig's, so ours win where they meet (-ffp-contract);
+# _value_changing() refuses a build where Python's own flags (or $CC, $LDSHARED) carry a
+# value-changing one, and the build runs without $CFLAGS/$CPPFLAGS/$LDFLAGS from the environment.
+_FLAGS = ["-O3", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-fno-wrapv"]
 _UNITS = (_SOURCE, _MATVEC_SOURCE)
+_VALUE_CHANGING = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations", "-fassociative-math",
+                   "-freciprocal-math", "-ffinite-math-only", "-fno-signed-zeros", "-fcx-limited-range",
+                   "-mfpmath=387", "-ffp-model=fast", "-ffp-model=aggressive", "-fapprox-func", "-mrecip",
+                   "-fexcess-precision=fast", "-mdaz-ftz")
+_BUILD_TIMEOUT = 300
 
-_lock = threading.Lock()
-_state = {"lib": None, "tried": False, "off": False, "why": None}
+_lock = threading.Lock()  # lib()'s first call
+_build_lock = threading.RLock()  # builds and the per-process module table
+_state = {"lib": None, "tried": False, "off": False, "why": None, "warned": False, "private": None}
+_modules = {}  # module file -> loaded cffi module (per process)
+_unit_why = {}  # compile_unit name -> why it returned None
+_cache_warned = set()  # cache directories warned about
+_file_notes = {}  # cache directory -> why a module file in it was not loaded
 
 
-def _compiler():
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+def _compiler() -> str | None:
+    """The C compiler setuptools will run ($CC, else the one Python was built with), or None.
+    On Windows, None: setuptools builds with MSVC there, and the kernels use GCC vector
+    extensions (vector_size, __builtin_convertvector) and C11 aligned_alloc, which it lacks."""
+    if sys.platform == "win32":
+        return None
+    words = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "")
+    return shutil.which(words[0]) if words else None
 
 
+def _no_compiler_why() -> str:
+    if sys.platform == "win32":
+        return ("Windows: the C kernels use GCC vector extensions (vector_size, __builtin_convertvector) "
+                "and C11 aligned_alloc, which MSVC, the compiler Python builds extensions with there, "
+                "does not compile")
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return f"no C compiler ({shlex.split(cc)[0] if cc.strip() else cc!r} not found; set $CC)"
+
+
+def _value_changing() -> str | None:
+    """A value-changing flag among those setuptools adds (sysconfig CC/CFLAGS/CCSHARED/LDSHARED,
+    $CC, $LDSHARED), or None."""
+    words = []
+    for v in ("CC", "CFLAGS", "CCSHARED", "LDSHARED"):
+        words += shlex.split(sysconfig.get_config_var(v) or "")
+    for v in ("CC", "LDSHARED"):
+        words += shlex.split(os.environ.get(v, ""))
+    bad = [w for w in words if w in _VALUE_CHANGING]
+    return f"the compiler flags setuptools adds carry {' '.join(bad)}, which would change values" if bad else None
+
+
+@functools.lru_cache(maxsize=None)
 def _cpu_tag() -> str:
     """What -march=native compiles for: the CPU's model and feature flags (Linux), so that a
     cache directory shared between machines never hands one CPU another's instructions."""
@@ -658,66 +484,300 @@ def _cpu_tag() -> str:
         return platform.machine() + platform.processor()
 
 
-def _compile(cc, tmp, arch) -> str | None:
-    """Each unit to an object, linked into one shared library; None on failure."""
-    objects = []
-    for i, source in enumerate(_UNITS):
-        src, obj = os.path.join(tmp, f"unit{i}.c"), os.path.join(tmp, f"unit{i}.o")
-        with open(src, "w") as fh:
-            fh.write(source)
-        done = subprocess.run([cc, *_FLAGS, *arch, "-c", "-o", obj, src], capture_output=True, timeout=120)
+# ---- the private cache
+def _default_cache() -> str:
+    return os.environ.get("HETEROSIM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "heterosim",
+                                                              "native")
+
+
+def _not_private(path: str, directory: bool) -> str | None:
+    """Why ``path`` is not ours alone (another user could have written it), or None."""
+    st = os.lstat(path)
+    if directory and not stat.S_ISDIR(st.st_mode):
+        return "not a directory"
+    if not directory and not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+    if os.name == "posix" and st.st_mode & 0o022:
+        return f"group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _private_dir() -> str:
+    """This process's own build directory (mode 0700, removed at exit)."""
+    with _build_lock:
+        if _state["private"] is None:
+            d = tempfile.mkdtemp(prefix="heterosim-native-")
+            atexit.register(shutil.rmtree, d, True)
+            _state["private"] = d
+        return _state["private"]
+
+
+def _cache_root(root: str | None = None) -> tuple[str, str | None]:
+    """(directory to load and build in, why the cache ``root`` is not it or None). The cache
+    (``root``, default ``$HETEROSIM_CACHE`` or ``~/.cache/heterosim/native``) is created 0700;
+    it is used only while it is a directory of this user's that no group or other user can
+    write to, else this process's private temporary directory is."""
+    root = os.path.abspath(root or _default_cache())
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        why = _not_private(root, directory=True)
+    except OSError as e:
+        why = f"cannot be created ({type(e).__name__}: {e})"
+    if why is None:
+        return root, None
+    why = f"the kernel cache {root} is {why}: not loaded from, built in a private temporary directory instead"
+    if root not in _cache_warned:
+        _cache_warned.add(root)
+        warnings.warn(f"heterosim: {why} (rebuilt in every process)", RuntimeWarning, stacklevel=4)
+    return _private_dir(), why
+
+
+def cache_why(root: str | None = None) -> str | None:
+    """Why the kernel cache (``root``, default ``$HETEROSIM_CACHE`` or
+    ``~/.cache/heterosim/native``) is not used, or why a module in it was not loaded in this
+    process (None where neither)."""
+    root = os.path.abspath(root or _default_cache())
+    return _cache_root(root)[1] or _file_notes.get(root)
+
+
+# ---- building with cffi
+_BUILD_SCRIPT = r"""
+import json, sys
+import cffi
+spec = json.load(open(sys.argv[1]))
+ffi = cffi.FFI()
+ffi.cdef(spec["cdef"])
+ffi.set_source(spec["module"], spec["preamble"], sources=spec["sources"], extra_compile_args=spec["flags"],
+               libraries=spec["libraries"])
+ffi.compile(tmpdir=".", target=spec["target"])
+"""
+# cffi's compile changes the process's working directory and patches distutils while it runs:
+# it runs in a child interpreter, so that no thread of this process sees either.
+
+
+def _ext_suffix() -> str:
+    return importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def _tag(*parts) -> str:
+    import cffi
+    key = "\0".join([*parts, cffi.__version__, sys.platform, _ext_suffix(), _cpu_tag(),
+                     *(sysconfig.get_config_var(v) or "" for v in ("CC", "CFLAGS", "CCSHARED"))])
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _compile_into(directory, module, preamble, cdef, units, flags) -> str:
+    """Build ``module`` in a private temporary directory inside ``directory`` and move it in
+    (atomic: a concurrent process sees all of it or nothing). Its path; RuntimeError with the
+    compiler's last words on failure."""
+    tmp = tempfile.mkdtemp(prefix=".build-", dir=directory)
+    try:
+        sources = []
+        for i, text in enumerate(units):
+            sources.append(f"{module}_unit{i}.c")
+            with open(os.path.join(tmp, sources[-1]), "w") as fh:
+                fh.write(text)
+        with open(os.path.join(tmp, "spec.json"), "w") as fh:
+            json.dump({"module": module, "target": module + _ext_suffix(), "preamble": preamble, "cdef": cdef,
+                       "sources": sources, "flags": flags, "libraries": ["m"] if os.name == "posix" else []}, fh)
+        env = {k: v for k, v in os.environ.items() if k not in ("CFLAGS", "CPPFLAGS", "LDFLAGS")}
+        done = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT, "spec.json"], cwd=tmp, env=env,
+                              capture_output=True, text=True, timeout=_BUILD_TIMEOUT)
+        built = os.path.join(tmp, module + _ext_suffix())
+        if done.returncode == 0 and not os.path.isfile(built):
+            raise RuntimeError(f"cffi reported success but wrote no {module + _ext_suffix()}")
         if done.returncode != 0:
-            return None
-        objects.append(obj)
-    so = os.path.join(tmp, "fused.so")
-    done = subprocess.run([cc, "-shared", "-o", so, *objects, "-lm"], capture_output=True, timeout=120)
-    return so if done.returncode == 0 else None
+            said = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+            errors = [ln for ln in said if "error" in ln.lower()]
+            raise RuntimeError((errors or said or ["no output"])[0][:300])
+        final = os.path.join(directory, module + _ext_suffix())
+        os.replace(built, final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load(name: str, preamble: str, cdef: str, units=(), root: str | None = None, native_arch: bool = True):
+    """The cffi module ``name`` built from ``preamble`` (cffi's own unit, with the glue),
+    ``units`` (further C units) and ``cdef`` with :data:`_FLAGS` (and -march=native first,
+    linux), from the private cache or built into it: (module, flags, cache note); raises
+    RuntimeError with the reason where it cannot be built."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError(_no_compiler_why())
+    bad = _value_changing()
+    if bad:
+        raise RuntimeError(bad)
+    for needed in ("cffi", "setuptools"):  # cffi compiles through setuptools' build_ext
+        if importlib.util.find_spec(needed) is None:
+            raise RuntimeError(f"{needed} is not installed (pip install {needed})")
+    if not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+        raise RuntimeError("no Python.h (cffi needs the Python development headers, e.g. python3-dev)")
+    tries = ([["-march=native"]] if native_arch and sys.platform.startswith("linux") else []) + [[]]
+    with _build_lock:
+        root = os.path.abspath(root or _default_cache())
+        directory, note = _cache_root(root)
+        why = None
+        for arch in tries:
+            flags = _FLAGS + arch
+            module = f"_hs_{name}_{_tag(name, preamble, cdef, *units, ' '.join(flags), cc)}"
+            path = os.path.join(directory, module + _ext_suffix())
+            if path in _modules:
+                return _modules[path], flags, note
+            if os.path.lexists(path):
+                bad = _not_private(path, directory=False)
+                if bad:  # never load a file another user could have written
+                    note = f"{path} is {bad}: not loaded, built in a private temporary directory instead"
+                    _file_notes[root] = note
+                    warnings.warn(f"heterosim: {note}", RuntimeWarning, stacklevel=3)
+                    directory = _private_dir()
+                    path = os.path.join(directory, module + _ext_suffix())
+                    if path in _modules:
+                        return _modules[path], flags, note
+            if not os.path.exists(path):
+                try:
+                    path = _compile_into(directory, module, preamble, cdef, units, flags)
+                except (RuntimeError, subprocess.SubprocessError) as e:
+                    why = why or f"the C kernels failed to compile: {e}"
+                    continue  # without -march=native
+            spec = importlib.util.spec_from_file_location(module, path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            _modules[path] = mod
+            return mod, flags, note
+        raise RuntimeError(why)
+
+
+# ---- the kernels' wrappers
+_EXPORTED = re.compile(r"^(int64_t|void)\s+(\w+)\(([^)]*)\)\s*\{", re.M)
+
+
+def _exported(units=_UNITS):
+    """(return type, name, [(C type, is pointer)]) of every external function of the units."""
+    out = []
+    for text in units:
+        for ret, name, params in _EXPORTED.findall(text):
+            args = []
+            for p in (p.strip() for p in params.split(",")):
+                star = p.rfind("*")
+                args.append((p[:star + 1] if star >= 0 else p.rsplit(None, 1)[0], star >= 0))
+            out.append((ret, name, args))
+    return out
+
+
+def _wrappers(units=_UNITS) -> tuple[str, str]:
+    """(preamble, cdef) for the units: each external function f gets a wrapper hs_f taking its
+    addresses as intptr_t (0 for NULL) and calling f with them cast to f's pointer types."""
+    protos, defs, cdef = [], [], []
+    for ret, name, args in _exported(units):
+        protos.append(f"{ret} {name}({', '.join(f'{t} a{i}' for i, (t, _) in enumerate(args))});")
+        outer = ", ".join(f"{'intptr_t' if ptr else t} a{i}" for i, (t, ptr) in enumerate(args))
+        inner = ", ".join(f"({t})a{i}" if ptr else f"a{i}" for i, (t, ptr) in enumerate(args))
+        defs.append(f"{ret} hs_{name}({outer}) {{ {'' if ret == 'void' else 'return '}{name}({inner}); }}")
+        cdef.append(f"{ret} hs_{name}({outer});")
+    preamble = "\n".join(["#include <stdint.h>", "/* the kernels, in their own units */", *protos,
+                          "/* addresses as Python ints */", *defs]) + "\n"
+    return preamble, "\n".join(cdef) + "\n"
+
+
+def _nullable(fn, nargs: int, pointers) -> object:
+    """fn with None accepted for an address (NULL), as the ctypes kernels took it: one Python
+    call around the cffi one, ``a or 0`` per address."""
+    params = ", ".join(f"a{i}" for i in range(nargs))
+    call = ", ".join(f"a{i} or 0" if i in pointers else f"a{i}" for i in range(nargs))
+    ns = {"_f": fn}
+    exec(f"def call({params}):\n    return _f({call})\n", ns)  # noqa: S102 - generated from the C prototypes
+    return ns["call"]
+
+
+class Kernels:
+    """The loaded kernels: one attribute per C function of the units (``block_oracle``,
+    ``diag_oracle``, ...), called as ``k.name(r0, r1, ..., addr, ...)`` with Python ints for the
+    addresses (``tensor.data_ptr()``, None or 0 for NULL); ``flags``: the compiler flags of
+    this build; ``ffi``/``raw``: cffi's objects (``raw.hs_<name>`` take 0, not None, for NULL)."""
+
+    def __init__(self, module, flags):
+        self.ffi, self.raw, self.flags = module.ffi, module.lib, tuple(flags)
+        for _, name, args in _exported():
+            setattr(self, name, _nullable(getattr(module.lib, "hs_" + name), len(args),
+                                          {i for i, (_, ptr) in enumerate(args) if ptr}))
 
 
 def build(root: str | None = None, native_arch: bool = True):
-    """Compile (or find in the cache ``root``, default ``$HETEROSIM_CACHE`` or
-    ``~/.cache/heterosim``) and load the kernels: a ctypes library, or None where no compiler
-    works. ``native_arch``: try -march=native first (linux). The cache key is the source, the
-    flags, the compiler and the CPU, so a changed kernel is rebuilt."""
-    cc = _compiler()
-    if cc is None:
-        _state["why"] = "no C compiler"
+    """Build with cffi (or find in the private cache ``root``, default ``$HETEROSIM_CACHE`` or
+    ``~/.cache/heterosim/native``) and load the kernels: a :class:`Kernels`, or None where they
+    cannot be built (:func:`why_off` says why). ``native_arch``: try -march=native first
+    (linux). The cache key hashes the source, the flags, the compiler, Python's build flags,
+    the platform, the CPU and cffi's version, so a changed kernel is rebuilt."""
+    preamble, cdef = _wrappers()
+    try:
+        module, flags, _ = _load("fused", preamble, cdef, _UNITS, root, native_arch)
+    except RuntimeError as e:
+        _state["why"] = str(e)
         return None
-    arch = ["-march=native"] if native_arch and sys.platform.startswith("linux") else []
-    key = "".join(_UNITS) + " ".join(_FLAGS + arch) + cc + sys.platform + _cpu_tag()
-    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = root or os.environ.get("HETEROSIM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "heterosim"))
-    path = os.path.join(root, f"fused-{tag}.so")
-    if not os.path.exists(path):
-        os.makedirs(root, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            so = _compile(cc, tmp, arch) or (_compile(cc, tmp, []) if arch else None)  # without -march
-            if so is None:
-                _state["why"] = "the C kernels failed to compile"
-                return None
-            os.replace(so, path)  # atomic: a concurrent process sees all of it or nothing
-    handle = ctypes.CDLL(path)
-    for name, args in _SIGNATURES.items():
-        fn = getattr(handle, name)
-        fn.argtypes, fn.restype = args, _RETURNS.get(name)
-    return handle
+    return Kernels(module, flags)
+
+
+def compile_unit(name: str, source: str, cdef: str):
+    """Compile the C ``source`` with the kernels' flags (no value-changing one; -march=native
+    first, linux) through cffi into the private cache, load it and return its cffi ``lib``:
+    the functions declared in ``cdef`` (C prototypes, as cffi's ``FFI.cdef`` reads them),
+    callable with Python ints where they take ``intptr_t``/``int64_t`` addresses
+    (``tensor.data_ptr()``). None where it cannot be had: :func:`unit_why_off` (name) says why
+    (HETEROSIM_NATIVE=0, :func:`disabled`, no compiler, a compile error, ...). Thread-safe;
+    each (source, cdef, flags, compiler, platform, CPU, cffi version) is built once per cache
+    and loaded once per process. ``name``: a Python identifier naming the unit."""
+    if not name.isidentifier():
+        raise ValueError(f"compile_unit: name must be a Python identifier, got {name!r}")
+    if _state["off"]:
+        _unit_why[name] = "switched off (heterosim._native.disabled)"
+        return None
+    if os.environ.get("HETEROSIM_NATIVE", "1") == "0":
+        _unit_why[name] = "HETEROSIM_NATIVE=0"
+        return None
+    try:
+        module, _, _ = _load(name, source, cdef)
+    except Exception as e:  # noqa: BLE001 - an accelerator: any failure is a reason, reported
+        why = str(e) if isinstance(e, RuntimeError) else f"failed to load ({type(e).__name__}: {e})"
+        _unit_why[name] = why = f"unit {name}: {why}"
+        _warn_off(why)
+        return None
+    _unit_why.pop(name, None)
+    return module.lib
+
+
+def unit_why_off(name: str) -> str | None:
+    """Why :func:`compile_unit` last returned None for ``name`` (None if it returned a lib)."""
+    return _unit_why.get(name)
+
+
+def _warn_off(why: str) -> None:
+    """One RuntimeWarning per process, for kernels off for a reason the user did not choose."""
+    if not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn(f"heterosim: the C kernels are off ({why}); every computation takes its torch "
+                      "path instead, with the same results, only slower", RuntimeWarning, stacklevel=3)
 
 
 def lib():
-    """The loaded kernels (a ctypes library), or None where they cannot be built or are off."""
+    """The loaded kernels (a :class:`Kernels`), or None where they cannot be built or are off."""
     if _state["off"]:
         return None
     if not _state["tried"]:
         with _lock:
             if not _state["tried"]:
+                off = os.environ.get("HETEROSIM_NATIVE", "1") == "0"
                 try:
-                    off = os.environ.get("HETEROSIM_NATIVE", "1") == "0"
                     if off:
                         _state["why"] = "HETEROSIM_NATIVE=0"
                     _state["lib"] = None if off else build()
-                except (OSError, subprocess.SubprocessError) as e:
-                    _state["why"] = f"the C kernels failed to load ({type(e).__name__})"
+                except Exception as e:  # noqa: BLE001 - an accelerator: any failure is a reason
+                    _state["why"] = f"the C kernels failed to load ({type(e).__name__}: {e})"
                     _state["lib"] = None
+                if _state["lib"] is None and not off:
+                    _warn_off(_state["why"])
                 _state["tried"] = True
     return _state["lib"]
 
@@ -740,6 +800,107 @@ def usable(*tensors) -> bool:
     return True
 
 
+_FROZEN = (torch.bool, torch.uint8)
+
+
+def _describe(t) -> str:
+    if not isinstance(t, torch.Tensor):
+        return f"a {type(t).__name__}"
+    return (f"shape {tuple(t.shape)}, {str(t.dtype).replace('torch.', '')} on {t.device}"
+            + ("" if t.is_contiguous() else ", not contiguous") + (", requires grad" if t.requires_grad else ""))
+
+
+def check_buffer(where: str, what: str, t, shape, dtype=_F64) -> None:
+    """ValueError unless ``t`` is a contiguous CPU tensor of ``dtype`` (or one of a tuple of
+    dtypes) and exactly ``shape``: what a C kernel may be handed. Attribute comparisons only (no
+    pass over the data)."""
+    if (not isinstance(t, torch.Tensor) or t.shape != shape
+            or (t.dtype not in dtype if isinstance(dtype, tuple) else t.dtype is not dtype)
+            or not t.is_cpu or not t.is_contiguous()):
+        kinds = " or ".join(str(x).replace("torch.", "") for x in (dtype if isinstance(dtype, tuple) else (dtype,)))
+        raise ValueError(f"{where}: {what} must be a contiguous CPU {kinds} tensor of shape {tuple(shape)}; "
+                         f"got {_describe(t)}")
+
+
+def check_index(where: str, what: str, t, upper: int) -> None:
+    """ValueError unless every entry of the int64 tensor ``t`` lies in 0..upper-1 (one min/max)."""
+    if t.numel():
+        lo, hi = (int(v) for v in torch.aminmax(t))
+        if lo < 0 or hi >= upper:
+            raise ValueError(f"{where}: {what} must lie in 0..{upper - 1}; got {lo}..{hi}")
+
+
+def check_batch(where: str, d: int, X, G) -> int:
+    """The checks of a (R, d) batch X and its gradient buffer G (contiguous CPU float64): R."""
+    return check_oracle_buffers(where, d, X, G, None, _need_f=False)
+
+
+def _fits(t, shape) -> bool:
+    return t.shape == shape and t.dtype is _F64 and t.is_cpu and t.is_contiguous()
+
+
+def check_oracle_buffers(where: str, d: int, X, G, f, norm=None, f_limit=None, frozen=None, X_prev=None,
+                         _need_f=True) -> int:
+    """The checks of an oracle's buffers before C sees them (X, G, X_prev: (R, d); f, norm,
+    f_limit: (R,); all contiguous CPU float64; frozen: (R,) bool or uint8; norm, f_limit, frozen
+    and X_prev may be None): R, or ValueError saying which buffer is wrong and what it must be.
+    A few attribute comparisons per buffer (about 0.3 us each)."""
+    try:  # the engine's case, all right: one expression
+        R = X.shape[0]
+        rd, r1 = (R, d), (R,)
+        if (_fits(X, rd) and _fits(G, rd) and (f is None and not _need_f or _fits(f, r1))
+                and (norm is None or _fits(norm, r1)) and (f_limit is None or _fits(f_limit, r1))
+                and (X_prev is None or _fits(X_prev, rd))
+                and (frozen is None or frozen.shape == r1 and frozen.dtype in _FROZEN and frozen.is_cpu
+                     and frozen.is_contiguous())):
+            return R
+    except (AttributeError, IndexError, TypeError):
+        pass
+    if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != d:  # say what is wrong
+        raise ValueError(f"{where}: X must be a contiguous CPU float64 (R, {d}) batch; got {_describe(X)}")
+    R = X.shape[0]
+    check_buffer(where, "X", X, (R, d))
+    check_buffer(where, "G", G, (R, d))
+    if _need_f:
+        check_buffer(where, "f", f, (R,))
+    for what, t in (("norm", norm), ("f_limit", f_limit)):
+        if t is not None:
+            check_buffer(where, what, t, (R,))
+    if frozen is not None:
+        check_buffer(where, "frozen", frozen, (R,), _FROZEN)
+    if X_prev is not None:
+        check_buffer(where, "X_prev", X_prev, (R, d))
+    raise ValueError(f"{where}: the buffers do not fit X {_describe(X)}")  # (not reached: one check above fails)
+
+
+def check_softmax_data(where: str, F, y, C: int, FT=None) -> None:
+    """The checks of a softmax problem's data as ``softmax_oracle`` reads it (once per oracle
+    made): F (n, p) and FT (its (p, n) transpose) contiguous CPU float64, y (n,) int64 labels
+    in 0..C-1 (one min/max)."""
+    if not isinstance(F, torch.Tensor) or F.dim() != 2:
+        raise ValueError(f"{where}: the features must be an (n, p) float64 matrix; got {_describe(F)}")
+    n, p = F.shape
+    check_buffer(where, "the features", F, (n, p))
+    if FT is not None:
+        check_buffer(where, "the transposed features", FT, (p, n))
+    check_buffer(where, "the labels", y, (n,), torch.int64)
+    check_index(where, "the labels", y, C)
+
+
+def check_draws(where: str, idx, which, R: int, n: int):
+    """The checks of per-row minibatch draws: idx (S, m) int64 sample indices in 0..n-1, m >= 1,
+    which (R,) int64 draw numbers in 0..S-1 (one min/max each). Returns them contiguous."""
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.shape[1] < 1:
+        raise ValueError(f"{where}: idx must be an (S, m) int64 tensor of draws, m >= 1; got {_describe(idx)}")
+    idx = idx.contiguous()
+    which = which.contiguous() if isinstance(which, torch.Tensor) else which
+    check_buffer(where, "idx", idx, tuple(idx.shape), torch.int64)
+    check_buffer(where, "which", which, (R,), torch.int64)
+    check_index(where, "idx", idx, n)
+    check_index(where, "which", which, idx.shape[0])
+    return idx, which
+
+
 _pool = {}
 PARALLEL_MIN_ELEMENTS = 1 << 18
 """Below this many elements per call a kernel runs on one thread (handing work to a second
@@ -749,7 +910,7 @@ thread costs tens of microseconds)."""
 def rows(kernel, R: int, work: int, *args):
     """Run ``kernel(r0, r1, *args)`` over the rows 0..R-1, split across torch's thread count
     (``torch.get_num_threads()``) when the call does at least PARALLEL_MIN_ELEMENTS elements'
-    work; ctypes releases the GIL, so the parts run at once. Rows are independent: the result
+    work; cffi releases the GIL over each call, so the parts run at once. Rows are independent: the result
     does not depend on the split. Returns the sum of the parts' results (kernels that count
     rows), or None (kernels that return nothing)."""
     threads = min(torch.get_num_threads(), R)
@@ -781,14 +942,19 @@ def quadratic_oracle(x_star: torch.Tensor, f_star: float, diag: torch.Tensor | N
     if k is None:
         return None
     as64 = lambda t: t.detach().to("cpu", torch.float64).contiguous()  # noqa: E731
-    xs = as64(x_star)
+    xs = as64(x_star).reshape(-1)
     d = xs.numel()
     if diag is not None:
-        lam = as64(diag)
+        lam = as64(diag).reshape(-1)
+        if lam.numel() != d:
+            raise ValueError(f"quadratic_oracle: diag has {lam.numel()} entries, x* has {d}")
         head, work, kernel = (d,), d, k.diag_oracle
         keep = (xs, lam)
         tail = (xs.data_ptr(), lam.data_ptr())
     else:
+        if blocks is None or any(b.dim() != 2 or b.shape[0] != b.shape[1] for b in blocks):
+            raise ValueError("quadratic_oracle: give diag, or blocks as a list of square matrices; got "
+                             + ("neither" if blocks is None else str([tuple(b.shape) for b in blocks])))
         sizes = [int(b.shape[0]) for b in blocks]
         H = torch.cat([as64(b).reshape(-1) for b in blocks])
         off = torch.tensor([0, *itertools.accumulate(sizes)], dtype=torch.int64)
@@ -801,7 +967,7 @@ def quadratic_oracle(x_star: torch.Tensor, f_star: float, diag: torch.Tensor | N
     f_star = float(f_star)
 
     def oracle(X, G, f, norm=None, f_limit=None, root=True, frozen=None, X_prev=None) -> int:
-        R = X.shape[0]
+        R = check_oracle_buffers("quadratic oracle", d, X, G, f, norm, f_limit, frozen, X_prev)
         bad = rows(kernel, R, R * work, *head, X.data_ptr(), *tail, G.data_ptr(), f.data_ptr(),
                    None if norm is None else norm.data_ptr(), None if f_limit is None else f_limit.data_ptr(),
                    int(bool(root)), f_star, None if frozen is None else frozen.data_ptr(),
@@ -819,6 +985,8 @@ def tree_sum_(V: torch.Tensor) -> torch.Tensor:
     (``tree_sum``), destroying V: halve until one entry is left, V[..., k] += V[..., k + m] for
     k < n/2 (m = n - n/2). Every addition is one rounded IEEE addition of the same two numbers
     as in C, so the two agree to the bit. Returns a view of V[..., 0]."""
+    if not isinstance(V, torch.Tensor) or V.dim() < 1 or V.shape[-1] < 1:
+        raise ValueError(f"tree_sum_: V must be a tensor whose last dimension is at least 1; got {_describe(V)}")
     n = V.shape[-1]
     while n > 1:
         h = n // 2
@@ -840,9 +1008,12 @@ def sqrt_exact(t: torch.Tensor) -> torch.Tensor:
 def tree_norm(G: torch.Tensor, root: bool = True) -> torch.Tensor:
     """||G_r||_2 of every row of G (R, d) (or its square; root False), summed as the kernels
     sum it (:func:`tree_sum_`) and rooted with the correctly rounded sqrt: (R,). The C kernel
-    where it applies, else the same operations in torch (the same bits)."""
+    where it applies (G a contiguous CPU float64 batch), else the same operations in torch (the
+    same bits; any device, dtype or layout). ValueError where G is not (R, d) with d >= 1."""
+    if not isinstance(G, torch.Tensor) or G.dim() != 2 or G.shape[1] < 1:
+        raise ValueError(f"tree_norm: G must be an (R, d) tensor with d >= 1; got {_describe(G)}")
     k = lib()
-    if k is not None and G.dim() == 2 and G.shape[1] > 0 and usable(G):
+    if k is not None and usable(G):
         out = G.new_empty(G.shape[0])
         rows(k.rows_norm, G.shape[0], G.numel(), G.shape[1], G.data_ptr(), out.data_ptr(), int(bool(root)))
         return out
@@ -856,7 +1027,20 @@ def block_product_(E: torch.Tensor, mats, out: torch.Tensor, stacked: torch.Tens
     (no FMA): the products in one elementwise multiply, then their running sum over j (torch's
     CPU cumsum, where it is that sequential sum: :func:`_cumsum_is_sequential`; else one
     elementwise add per j). ``stacked``: the (n, db, db) stack of equal-size ``mats`` (all
-    blocks at once). Row r's result depends on row r only. Returns out."""
+    blocks at once). Row r's result depends on row r only. Returns out. The C product where E,
+    out and the blocks are contiguous CPU float64, else torch (any device, dtype or layout);
+    ValueError where the shapes do not fit: E (R, d), out like E, square blocks covering d."""
+    if not isinstance(E, torch.Tensor) or E.dim() != 2:
+        raise ValueError(f"block_product_: E must be an (R, d) tensor; got {_describe(E)}")
+    if not isinstance(out, torch.Tensor) or out.shape != E.shape:
+        raise ValueError(f"block_product_: out must have E's shape {tuple(E.shape)}; got {_describe(out)}")
+    if (not mats or any(not isinstance(M, torch.Tensor) or M.dim() != 2 or M.shape[0] != M.shape[1] for M in mats)
+            or sum(M.shape[0] for M in mats) != E.shape[1]):
+        raise ValueError(f"block_product_: mats must be square blocks covering E's {E.shape[1]} columns; got "
+                         f"{[tuple(M.shape) if isinstance(M, torch.Tensor) else type(M).__name__ for M in mats]}")
+    if stacked is not None and tuple(stacked.shape) != (len(mats), *mats[0].shape):
+        raise ValueError(f"block_product_: stacked must be the ({len(mats)}, {mats[0].shape[0]}, "
+                         f"{mats[0].shape[0]}) stack of the blocks; got {_describe(stacked)}")
     R = E.shape[0]
     k = lib()
     if k is not None and E.dim() == 2 and R > 0 and usable(E, out) and all(usable(M) for M in mats):
@@ -967,7 +1151,7 @@ def quadratic_oracle_torch(x_star: torch.Tensor, f_star: float, diag: torch.Tens
     return oracle
 
 
-# ----------------------------------------------------------------------- the rules' steps
+# ------------------------------------- how torch.lerp rounds (the fused steps of heterosim.optimizers.fused)
 _lerp = {}
 
 
@@ -994,137 +1178,6 @@ def lerp_fused() -> bool | None:
                 plain &= z == pz
         _lerp["fused"] = True if fused else (False if plain else None)
     return _lerp["fused"]
-
-
-def _lr_rows(lr):
-    """The learning rates as a kernel reads them: (tensor, stride between rows); keep it alive."""
-    if isinstance(lr, torch.Tensor):
-        return lr, 1
-    return torch.tensor([float(lr)], dtype=torch.float64), 0
-
-
-STEPPED = ("sgd", "gd", "sgd_momentum", "nesterov", "signsgd", "signum", "sign_momentum", "adam", "adamw")
-"""The registered rules that :func:`stepper` may run in C."""
-
-_verified = {}
-
-
-def stepper(opt, like: torch.Tensor):
-    """An in-place step of the registered rule ``opt`` by the C kernels, with the arithmetic of
-    its pure ``update`` operation for operation, so that it takes the same steps to the bit:
-    ``step(g, state, x, lr, out, tmp) -> new_state`` writes out = x + step (lr: a float or a
-    (R, 1) tensor; tmp: scratch shaped like x) and updates the state's tensors in place (they
-    must be the caller's own). None where no kernel does this rule (:data:`STEPPED`, as built by
-    its registered factory), the kernels are off, ``like`` is not a CPU float64 (R, d) batch, or
-    the kernel does not reproduce ``update`` here: each (rule, hyperparameters) is checked once
-    per process against the pure update, bit for bit, over a few steps of a probe batch
-    (values over many magnitudes, one learning rate per row), so a kernel that rounds
-    differently from the reference on this machine is never used."""
-    k = lib()
-    if k is None or opt.name not in STEPPED or like.dim() != 2 or not usable(like):
-        return None
-    from heterosim import optimizers
-    try:
-        ref = optimizers.make(opt.name, **dict(opt.hyper))
-    except (ValueError, TypeError):
-        return None
-    if (getattr(opt.update, "__code__", None) is not ref.update.__code__
-            or getattr(opt.init, "__code__", None) is not ref.init.__code__):
-        return None  # a rule of its own under a registered name
-    key = (opt.name, repr(sorted(dict(opt.hyper).items())))
-    if key not in _verified:  # the first candidate that reproduces the pure update, or None
-        _verified[key] = next((i for i, step in enumerate(_step_fns(k, opt, optimizers))
-                               if _reproduces_update(opt, step)), None)
-    i = _verified[key]
-    return None if i is None else _step_fns(k, opt, optimizers)[i]
-
-
-def _step_fns(k, opt, optimizers) -> list:
-    """The candidate C steps of a rule, fastest first."""
-    h = dict(opt.hyper)
-    if opt.name in ("sgd", "gd", "sgd_momentum", "nesterov"):
-        mu, damp = float(h.get("momentum", 0.0)), 1 - float(h.get("dampening", 0.0))
-        nesterov, wd = int(bool(h.get("nesterov", False))), float(h.get("weight_decay", 0.0))
-
-        def step(g, state, x, lr, out, tmp):
-            R, d = x.shape
-            lrt, ls = _lr_rows(lr)
-            rows(k.sgd_step, R, R * d, d, x.data_ptr(), g.data_ptr(), state.buf.data_ptr() if mu else None,
-                 out.data_ptr(), lrt.data_ptr(), ls, mu, damp, nesterov, wd, int(state.count == 0))
-            return (optimizers.MomentumState(state.count + 1, state.buf) if mu
-                    else optimizers.CountState(state.count + 1))
-        return [step]
-    if opt.name in ("signsgd", "signum", "sign_momentum"):
-        kind = ("signsgd", "signum", "sign_momentum").index(opt.name)
-        beta, wd = float(h.get("beta", 0.0)), float(h.get("weight_decay", 0.0))
-
-        def step(g, state, x, lr, out, tmp):
-            R, d = x.shape
-            lrt, ls = _lr_rows(lr)
-            rows(k.sign_step, R, R * d, d, x.data_ptr(), g.data_ptr(), state.buf.data_ptr() if kind else None,
-                 out.data_ptr(), lrt.data_ptr(), ls, kind, beta, wd)
-            return (optimizers.MomentumState(state.count + 1, state.buf) if kind
-                    else optimizers.CountState(state.count + 1))
-        return [step]
-    fused = lerp_fused()
-    if fused is None:
-        return []
-    b1, b2 = (float(b) for b in h["betas"])
-    eps, wd = float(h["eps"]), float(h["weight_decay"])
-    decoupled = opt.name == "adamw"
-
-    def one_pass(g, state, x, lr, out, tmp):  # C's sqrt
-        R, d = x.shape
-        t = state.count + 1
-        bc1, c2 = 1 - b1 ** t, (1 - b2 ** t) ** 0.5  # the pure update's scalars, in Python
-        lrt, ls = _lr_rows(lr)
-        m, v = state.exp_avg, state.exp_avg_sq
-        rows(k.adam_update, R, R * d, d, x.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), out.data_ptr(),
-             lrt.data_ptr(), ls, bc1, c2, wd if decoupled else 0.0, 1 - b1, b2, 1 - b2, eps,
-             0.0 if decoupled else wd, int(fused))
-        return optimizers.AdamState(t, m, v)
-
-    def around_sqrt(g, state, x, lr, out, tmp):  # torch's sqrt
-        R, d = x.shape
-        t = state.count + 1
-        bc1, c2 = 1 - b1 ** t, (1 - b2 ** t) ** 0.5
-        lrt, ls = _lr_rows(lr)
-        m, v = state.exp_avg, state.exp_avg_sq
-        rows(k.adam_moments, R, R * d, d, x.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(),
-             1 - b1, b2, 1 - b2, 0.0 if decoupled else wd, int(fused))
-        torch.sqrt(v, out=tmp)  # torch's sqrt, as the pure update takes it
-        rows(k.adam_apply, R, R * d, d, x.data_ptr(), m.data_ptr(), tmp.data_ptr(), out.data_ptr(),
-             lrt.data_ptr(), ls, bc1, c2, eps, wd if decoupled else 0.0)
-        return optimizers.AdamState(t, m, v)
-    return [one_pass, around_sqrt]
-
-
-def _reproduces_update(opt, step, rows_: int = 8, d: int = 67, steps: int = 4) -> bool:
-    """Whether ``step`` reproduces ``opt.update`` to the bit (iterate and state) over a few
-    steps of a probe batch (see :func:`stepper`)."""
-    from heterosim.blocks import Blocks
-    gen = torch.Generator().manual_seed(20240611)
-    scale = lambda: 10.0 ** torch.randint(-8, 4, (rows_, d), generator=gen).to(torch.float64)  # noqa: E731
-    x = torch.randn(rows_, d, generator=gen, dtype=torch.float64) * scale()
-    lr = torch.logspace(-4, 0.5, rows_, dtype=torch.float64).unsqueeze(1)
-    blocks = Blocks.from_sizes([d])
-    state = opt.init(x, blocks)
-    own = type(state)(*(f.clone() if isinstance(f, torch.Tensor) else f for f in state))
-    out, tmp = torch.empty_like(x), torch.empty_like(x)
-    for _ in range(steps):
-        g = torch.randn(rows_, d, generator=gen, dtype=torch.float64) * scale()
-        delta, state = opt.update(g, state, x, lr, blocks)
-        ref = x + delta
-        own = step(g, own, x, lr, out, tmp)
-        if not torch.equal(out, ref):
-            return False
-        for a, b in zip(own, state):
-            if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
-                return False
-            if (not torch.equal(a, b)) if isinstance(a, torch.Tensor) else a != b:
-                return False
-        x = ref
-    return True
 
 
 @contextlib.contextmanager

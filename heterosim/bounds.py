@@ -51,6 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from heterosim import metrics
+
 __all__ = [
     "Bound", "METRICS", "AGGREGATES",
     # deterministic nonconvex
@@ -73,7 +75,8 @@ __all__ = [
     "WorstStart", "gd_worst_start", "blockwise_gd_worst_start", "heavy_ball_worst_start",
 ]
 
-METRICS = ("grad_l2", "grad_l1", "grad_Linv", "subopt", "dist", "dist_P", "head_frob_dist")
+#: The metrics the bounds are stated in: a view of the one vocabulary, :mod:`heterosim.metrics`.
+METRICS = metrics.BOUNDED
 AGGREGATES = ("min", "mean", "expected_mean", "last", "every")
 
 
@@ -192,6 +195,9 @@ class Bound:
     constants: tuple[tuple[str, float], ...] = ()
     moment: int = 1
     horizon: int | None = None
+
+    def __post_init__(self):
+        metrics.check(self.metric, METRICS, "bound metric")
 
     @property
     def rate(self) -> float | None:
@@ -731,7 +737,7 @@ def gd_quadratic_rate(*, L, mu, step="1/L", metric=None, eps=None, initial=1.0) 
     eta = _step(step, L, mu)
     metric = metric or (_DEFAULT_METRIC[step] if isinstance(step, str) else "subopt")
     r = _contraction(eta, L, mu)
-    rate = _metric_rate(r, metric, ("subopt", "dist"))
+    rate = _metric_rate(r, metric, metrics.of_bound("Q1"))
     return _linear("Q1", C=_pos("initial", initial), r=rate, eps=_eps(eps), lr=eta, metric=metric,
                    statement=f"{metric}_t <= r^t {metric}_0, r = max|1 - eta lambda|"
                              f"{'^2' if metric == 'subopt' else ''} over [mu, L] (step {step})",
@@ -764,7 +770,7 @@ def blockwise_gd_quadratic_rate(*, L_blocks, mu_blocks, step="1/L", metric="subo
     etas = tuple(_step(step, float(Lb), float(mb)) for Lb, mb in zip(L, mu))
     factors = [_contraction(e, float(Lb), float(mb)) for e, Lb, mb in zip(etas, L, mu)]
     r = max(factors)
-    rate = _metric_rate(r, metric, ("subopt", "dist"))
+    rate = _metric_rate(r, metric, metrics.of_bound("Q2"))
     kappas = L / mu
     slow = int(np.argmax(factors))     # the block that sets the rate (for the worst case over its class)
     return _linear("Q2", C=_pos("initial", initial), r=rate, eps=_eps(eps), lr=etas, metric=metric,
@@ -809,7 +815,7 @@ def fixed_diagonal_precond_rate(*, H, p, step="2/(L+mu)", metric="subopt", eps=N
     lmin, lmax = float(lam[0]), float(lam[-1])
     eta = _step(step, lmax, lmin)
     r = _contraction(eta, lmax, lmin)
-    rate = _metric_rate(r, metric, ("subopt", "dist_P"))
+    rate = _metric_rate(r, metric, metrics.of_bound("Q3"))
     return _linear("Q3", C=_pos("initial", initial), r=rate, eps=_eps(eps), lr=eta, metric=metric,
                    statement=f"{metric}_t <= r^t {metric}_0 with r from kappa(P^1/2 H P^1/2) "
                              f"= {lmax / lmin:.6g} (step {step})",
@@ -892,7 +898,7 @@ def optimal_diagonal_precond_rate(*, kappa_star, step="2/(L+mu)", metric="subopt
         raise ValueError(f"kappa_star must be >= 1; got {k}")
     eta = _step(step, k, 1.0)
     r = _contraction(eta, k, 1.0)
-    rate = _metric_rate(r, metric, ("subopt", "dist_P"))
+    rate = _metric_rate(r, metric, metrics.of_bound("Q4"))
     return _linear("Q4", C=_pos("initial", initial), r=rate, eps=_eps(eps), lr=eta, metric=metric,
                    statement=f"{metric}_t <= r^t {metric}_0, r from kappa* = {k:.6g} (step {step} on D^-1 g)",
                    reference="Q3 with P = D^-1; Qu et al. (2020), Diagonal preconditioning: theory and algorithms",

@@ -330,9 +330,34 @@ def test_tune_lr_picks_the_smallest_final_loss(digits):
     res = tune_lr(spec, digits, "adam", [1e-4, 3e-3, 10.0], steps=8, batch_size=16, progress=False,
                   monitor=False, eval_samples=128)
     finals = res.summary["final"].to_numpy()
-    assert res.best_lr == res.summary["lr"].iloc[int(np.argmin(finals))]
-    assert res.on_edge == (res.best_lr in (1e-4, 10.0))
+    assert res.lr == res.summary["lr"].iloc[int(np.argmin(finals))]
+    assert res.edge == (res.lr in (1e-4, 10.0))
     assert len(res.runs) == res.runs.groupby("lr").size().sum()
+
+
+def test_bridge_tuning_shares_the_engine_grid_and_result():
+    """The bridge's grids are the engine's lr_grid over lr_range, and its tunings give the one
+    TuneResult, picked by the one select_lr (the bridge's rule: a lone rate is no edge)."""
+    import pandas as pd
+
+    from heterosim.bridge.train import lr_range, tune_result
+    from heterosim.engine import TuneResult, lr_grid, select_lr
+
+    assert lr_range("adam") == (1e-5, 1e-2) and lr_range("sgd") == (1e-3, 1.0)
+    assert lr_range("no_such_rule") == (1e-5, 1e-1)
+    np.testing.assert_allclose(lr_grid(*lr_range("adam"), num=4), [1e-5, 1e-4, 1e-3, 1e-2], rtol=1e-12)
+    assert select_lr([1e-3], [2.0]) == (0, True) and select_lr([1e-3], [2.0], strict=False) == (0, False)
+    assert select_lr([1.0, 2.0, 3.0], [math.inf] * 3) == (0, True)
+    assert select_lr([2.0, 1.0, 3.0], [math.inf] * 3, strict=False) == (0, False)
+    assert select_lr([1.0, 2.0, 3.0], [3.0, 1.0, 1.0]) == (1, False)
+    summary = pd.DataFrame(dict(optimizer="sgd", lr=[1e-3, 1e-4, 1e-2], final=[0.5, 0.3, math.inf],
+                                val_acc=0.5, diverged=[False, False, True]))
+    res = tune_result(summary, pd.DataFrame(), "train_loss_eval")
+    assert isinstance(res, TuneResult) and res.lr == 1e-4 and res.edge and res.score == 0.3 == res.T
+    np.testing.assert_array_equal(res.lrs, [1e-4, 1e-3, 1e-2])
+    np.testing.assert_array_equal(res.scores, [0.3, 0.5, math.inf])
+    np.testing.assert_array_equal(res.diverged, [0.0, 0.0, 1.0])
+    assert res.summary["best"].tolist() == [False, True, False] and res.metric == "train_loss_eval"
 
 
 def test_cli_init_spread_stores_what_the_study_computes_and_reuses_it(tmp_path, monkeypatch):

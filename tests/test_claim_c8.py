@@ -178,10 +178,10 @@ def test_tune_extending_equals_tuning_over_the_extended_grid():
     tried = sorted(res.summary["lr"])
     assert tried == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
     ref = tune_lr(spec, task, "sgd", tried, **kw)
-    assert res.best_lr == pytest.approx(ref.best_lr)
+    assert res.lr == pytest.approx(ref.lr)
     np.testing.assert_allclose(res.summary.sort_values("lr")["final"], ref.summary.sort_values("lr")["final"],
                                rtol=1e-6)
-    assert res.on_edge == (res.best_lr == max(tried)) and int(res.summary["best"].sum()) == 1
+    assert res.edge == (res.lr == max(tried)) and int(res.summary["best"].sum()) == 1
     assert tune_extending(spec, task, "sgd", [1e-4, 1e-3], extend=0, **kw).summary["lr"].tolist() == [1e-4, 1e-3]
 
 

@@ -1,10 +1,10 @@
 """The engine's fast path pinned to the plain reference path (STYLE 4: every fast path has a
 slow twin that it must match, state included).
 
-- every registered rule's in-place twin ``update_`` equals its pure ``update`` step by step
-  (the fused C kernels on, and off), without touching its inputs, to rounding;
-- the engine's C steps (:func:`heterosim._native.stepper`) equal the pure ``update`` to the bit,
-  and the C quadratic oracle equals its torch twin to the bit, with or without -march=native;
+- every registered rule that is a chain of elementwise primitives gets a fused C step generated
+  from its primitives (:mod:`heterosim.optimizers.fused`) that equals its ``update`` to the bit,
+  state included, without touching its inputs; a kernel that rounds differently is never used;
+- the C quadratic oracle equals its torch twin to the bit, with or without -march=native;
 - ``run(fast=True)`` equals ``run(fast=False)`` for every rule on quadratics of each matvec kind
   (stacked blocks, unequal blocks, axis-aligned), to the bit in the x frame (kernels on and
   off) and to 1e-12 in the eigenbasis, and on softmax regression to rounding: curves, final
@@ -25,7 +25,8 @@ import torch
 
 import heterosim as hs
 from heterosim import _native
-from heterosim.engine import _EigenFrame
+from heterosim.engine import _EigenFrame, map_tensors, tensors_of
+from heterosim.optimizers import fused
 from heterosim.problems.quadratic import BlockQuadratic
 
 # hyperparameter variants beyond the defaults, so that every branch of every twin runs
@@ -51,68 +52,100 @@ def _problem():
 
 
 def _copy(state):
-    return type(state)(*(f.clone() if isinstance(f, torch.Tensor) else f for f in state))
+    return map_tensors(torch.clone, state)
 
 
 def _assert_state_close(a, b, rtol=1e-13, rows=None):
-    assert type(a) is type(b)
-    for fa, fb in zip(a, b):
-        if isinstance(fa, torch.Tensor):
-            fa, fb = (fa, fb) if rows is None else (fa[rows], fb[rows])
-            scale = max(float(fa.abs().max()), 1e-300)
-            assert float((fa - fb).abs().max()) <= rtol * scale
-        else:
-            assert fa == fb
+    assert type(a) is type(b) and getattr(a, "count", None) == getattr(b, "count", None)
+    ta, tb = tensors_of(a), tensors_of(b)
+    assert len(ta) == len(tb)
+    for fa, fb in zip(ta, tb):
+        fa, fb = (fa, fb) if rows is None else (fa[rows], fb[rows])
+        scale = max(float(fa.abs().max()), 1e-300)
+        assert float((fa - fb).abs().max()) <= rtol * scale
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["kernels", "torch"])
-@pytest.mark.parametrize("name,hyper", CASES, ids=[f"{n}-{i}" for n, h in
-                                                   ((n, h) for n, h in CASES) for i in [str(sorted(h))]])
-def test_update_inplace_equals_pure_update(name, hyper, native):
-    """From the same (g, state, x), update_ writes x + step and the same new state as update,
-    for 40 steps along a trajectory, and leaves g and x untouched."""
+ELEMENTWISE = [(n, h) for n, h in CASES if hs.optimizers.for_problem(n, _problem(), **h).elementwise]
+
+
+def test_which_rules_are_fused():
+    """Every registered rule made only of elementwise primitives is fused; the block and row
+    reductions (block Adam, normalisation, l_inf steepest descent, block-wise rates) are not."""
     p = _problem()
-    opt = hs.optimizers.for_problem(name, p, **hyper)
-    assert opt.update_ is not None
-    x = p.initial_points([0, 1, 2])
-    lr = torch.tensor(LRS, dtype=torch.float64).unsqueeze(1)
-    state = opt.init(x, p.blocks)
-    out, tmp = torch.empty_like(x), torch.empty_like(x)
-    ctx = _native.disabled() if not native else torch.no_grad()
-    with ctx:
-        for _ in range(40):
-            g = p.grad(x)
-            g_copy, x_copy = g.clone(), x.clone()
-            step, new = opt.update(g, state, x, lr, p.blocks)
-            twin = opt.update_(g, _copy(state), x, lr, p.blocks, out, tmp)
-            assert torch.equal(g, g_copy) and torch.equal(x, x_copy)
-            ref = x + step
-            assert float((out - ref).abs().max()) <= 1e-14 * float(ref.abs().max())
-            _assert_state_close(new, twin)
-            x, state = ref, new
+    fused_names = {n for n in hs.optimizers.names() if hs.optimizers.for_problem(n, p).elementwise}
+    assert fused_names == {"adagrad", "adam", "adam_fixed_precond", "adamw", "gd", "nesterov", "rmsprop", "sgd",
+                           "sgd_momentum", "sign_momentum", "signsgd", "signum"}
 
 
-def test_fused_kernels_equal_the_torch_twins():
-    """The C kernels and the torch twins take the same steps, to one rounding (torch's vector
-    kernels may fuse a multiply-add that the C code, compiled without contraction, rounds twice)."""
+@pytest.mark.parametrize("name,hyper", ELEMENTWISE, ids=[f"{n}-{sorted(h)}" for n, h in ELEMENTWISE])
+def test_fused_step_reproduces_the_chain_to_the_bit(name, hyper):
+    """The engine's fused step, generated from the rule's primitives, takes the chain's steps to
+    the bit, iterate and state, over 60 steps of a trajectory with one learning rate per row, and
+    leaves g and x untouched."""
     if _native.lib() is None:
-        pytest.skip("no C compiler: the fused kernels are not built (the torch twins are tested above)")
-    p = _problem()
-    x = p.initial_points([0, 1, 2])
-    g = p.grad(x)
-    lr = torch.tensor(LRS, dtype=torch.float64).unsqueeze(1)
-    for name, hyper in CASES:
-        opt = hs.optimizers.for_problem(name, p, **hyper)
-        s0 = opt.update(g, opt.init(x, p.blocks), x, lr, p.blocks)[1]  # a state with history
-        outs = []
-        for ctx in (torch.no_grad(), _native.disabled()):
-            out, tmp = torch.empty_like(x), torch.empty_like(x)
-            with ctx:
-                st = opt.update_(g, _copy(s0), x, lr, p.blocks, out, tmp)
-            outs.append((out, st))
-        (a, sa), (b, sb) = outs
-        assert float((a - b).abs().max()) <= 1e-15 * float(a.abs().max()), name
-        _assert_state_close(sa, sb, rtol=1e-15)
+        pytest.skip("no C compiler: the fused kernels are not built")
+    p = hs.problems.make("zhang_case", case=2, seed=0)
+    opt = hs.optimizers.for_problem(name, p, **hyper)
+    x = p.initial_points([0, 1, 2, 3])
+    lr = torch.tensor([1e-3, 3e-2, 0.3, 3.0], dtype=torch.float64).unsqueeze(1)
+    step = fused.stepper(opt, x)
+    assert step is not None
+    state = opt.init(x, p.blocks)
+    mine = _copy(state)
+    out = torch.empty_like(x)
+    for _ in range(60):
+        g = p.grad(x)
+        g_copy, x_copy = g.clone(), x.clone()
+        delta, state = opt.update(g, state, x, lr, p.blocks)
+        mine = step(g, mine, x, lr, out)
+        assert torch.equal(g, g_copy) and torch.equal(x, x_copy)
+        assert torch.equal(out, x + delta)
+        assert mine.count == state.count
+        assert all(torch.equal(a, b) for a, b in zip(tensors_of(mine), tensors_of(state)))
+        x = out.clone()
+
+
+def test_stepper_takes_only_kernels_that_reproduce_the_rule(monkeypatch):
+    """A plain (init, update) rule, a chain with a reduction, a float32 batch, or a kernel that
+    rounds differently from the chain (here: one step off by an ulp) is never used."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    x = PROBLEMS["stacked"].initial_points([0, 1])
+    adam = hs.optimizers.make("adam")
+    assert fused.stepper(adam, x) is not None
+    own = hs.optimizers.Optimizer("adam", adam.init, lambda g, s, x, lr, b: adam.update(g, s, x, lr, b), adam.hyper)
+    assert fused.stepper(own, x) is None
+    assert fused.stepper(hs.optimizers.make("block_adam"), x) is None
+    assert fused.stepper(adam, x.float()) is None
+    real = fused._make_step
+
+    def off_by_an_ulp(opt, lib, variants):
+        step = real(opt, lib, variants)
+
+        def stepped(g, state, x, lr, out, tmp=None):
+            new = step(g, state, x, lr, out)
+            out[0, 0] = torch.nextafter(out[0, 0], out[0, 0] + 1)
+            return new
+        return stepped
+    monkeypatch.setattr(fused, "_make_step", off_by_an_ulp)
+    monkeypatch.setattr(fused, "_verified", {})
+    assert fused.stepper(hs.optimizers.make("adam", betas=(0.8, 0.99)), x) is None
+
+
+def test_a_users_chain_is_fused_too():
+    """A chain the package has never seen (Adam's direction, then the sign, then momentum) gets its
+    own kernel from the primitives, and the engine's fast path equals the reference to the bit."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    O = hs.optimizers
+    mine = O.chain(O.scale_by_adam(0.8, 0.99, 1e-6), O.scale_by_sign(), O.trace(0.5), O.scale_by_lr(), name="mine")
+    p = PROBLEMS["unequal"]
+    assert fused.stepper(mine, p.initial_points([0, 1])) is not None
+    kw = dict(steps=40, record="loss,grad_l2", target=("grad_l2", 0.3, True), stop_early=False)
+    _compare_exact(hs.engine.run(p, mine, LRS, [0, 1], fast=False, **kw),
+                   hs.engine.run(p, mine, LRS, [0, 1], fast=True, **kw))
+    src, _, variants = fused.kernel_source(mine)
+    assert len(variants) == 2 and src.count("sqrt(") == 2  # trace's first step or not; one sqrt per entry in each
 
 
 def _problems():
@@ -137,8 +170,9 @@ def _compare_exact(a, b):
         np.testing.assert_array_equal(a.hits[key], b.hits[key])
     assert torch.equal(a.x_final, b.x_final)
     live = torch.from_numpy(~a.diverged)  # a diverged row's state goes on, unused (engine doc)
-    for fa, fb in zip(a.state, b.state):
-        assert torch.equal(fa[live], fb[live]) if isinstance(fa, torch.Tensor) else fa == fb
+    assert getattr(a.state, "count", None) == getattr(b.state, "count", None)
+    for fa, fb in zip(tensors_of(a.state), tensors_of(b.state)):
+        assert torch.equal(fa[live], fb[live])
 
 
 def _compare(a, b, rtol=1e-10):
@@ -221,7 +255,7 @@ def test_equivariant_rules_run_in_the_eigenbasis_exactly():
 def test_chunks_early_exit_divergence_and_stop_when(name, monkeypatch):
     """Small chunks (forced), per-chunk early exit and resumption, a diverging row and tune's
     pruning rule: the fast path still reproduces the plain path."""
-    monkeypatch.setattr(hs.engine, "CHUNK_BYTES", 1)  # one row per chunk (where the engine chunks)
+    monkeypatch.setattr(hs.engine.fast, "CHUNK_BYTES", 1)  # one row per chunk (where the engine chunks)
     lrs = [1e-3, 1e-2, 3e-2, 5.0]  # the last one diverges for gd-type rules and stalls the sign rules
     kw = dict(steps=300, record="loss,grad_l2", record_every=7, target=("grad_l2", 0.05, True))
     for p in (PROBLEMS["stacked"], PROBLEMS["diagonal"]):
@@ -294,7 +328,7 @@ def test_chunks_on_threads_change_nothing(monkeypatch):
     p = PROBLEMS["stacked"]
     kw = dict(steps=60, record="loss,grad_l2", target=("grad_l2", 0.1, True))
     one = {name: hs.engine.run(p, name, LRS, [0, 1, 2, 3], **kw) for name in ("adam", "sgd_momentum")}
-    monkeypatch.setattr(hs.engine, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(hs.engine.fast, "PARALLEL_MIN_ELEMENTS", 0)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -448,61 +482,6 @@ def test_subclasses_with_their_own_oracle_get_no_c_oracle():
 
 
 # ----------------------------------------------------------------- one T per config (issue 11)
-STEP_VARIANTS = [(name, h) for name in _native.STEPPED for h in [{}] + VARIANTS.get(name, [])]
-
-
-@pytest.mark.parametrize("name,hyper", STEP_VARIANTS, ids=[f"{n}-{sorted(h)}" for n, h in STEP_VARIANTS])
-def test_c_steps_reproduce_the_pure_update_to_the_bit(name, hyper):
-    """The engine's C steps (heterosim._native.stepper) take the pure update's steps to the bit,
-    iterate and state, over 60 steps of a trajectory with one learning rate per row."""
-    if _native.lib() is None:
-        pytest.skip("no C compiler: the fused kernels are not built")
-    p = hs.problems.make("zhang_case", case=2, seed=0)
-    opt = hs.optimizers.for_problem(name, p, **hyper)
-    x = p.initial_points([0, 1, 2, 3])
-    lr = torch.tensor([1e-3, 3e-2, 0.3, 3.0], dtype=torch.float64).unsqueeze(1)
-    step = _native.stepper(opt, x)
-    assert step is not None
-    state = opt.init(x, p.blocks)
-    mine = _copy(state)
-    out, tmp = torch.empty_like(x), torch.empty_like(x)
-    for _ in range(60):
-        g = p.grad(x)
-        delta, state = opt.update(g, state, x, lr, p.blocks)
-        mine = step(g, mine, x, lr, out, tmp)
-        assert torch.equal(out, x + delta)
-        for a, b in zip(mine, state):
-            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
-        x = out.clone()
-
-
-def test_stepper_takes_only_kernels_that_reproduce_the_rule(monkeypatch):
-    """A rule of its own under a registered name, a rule without a kernel, or a kernel that
-    rounds differently from the pure update (here: one step off by an ulp) is never used."""
-    if _native.lib() is None:
-        pytest.skip("no C compiler: the fused kernels are not built")
-    x = PROBLEMS["stacked"].initial_points([0, 1])
-    adam = hs.optimizers.make("adam")
-    assert _native.stepper(adam, x) is not None
-    own = hs.optimizers.Optimizer("adam", adam.init, lambda g, s, x, lr, b: adam.update(g, s, x, lr, b), adam.hyper)
-    assert _native.stepper(own, x) is None
-    assert _native.stepper(hs.optimizers.make("rmsprop"), x) is None
-    assert _native.stepper(adam, x.float()) is None
-    real = _native._step_fns
-
-    def off_by_an_ulp(k, opt, optimizers):
-        def wrap(step):
-            def stepped(g, state, x, lr, out, tmp):
-                new = step(g, state, x, lr, out, tmp)
-                out[0, 0] = torch.nextafter(out[0, 0], out[0, 0] + 1)
-                return new
-            return stepped
-        return [wrap(s) for s in real(k, opt, optimizers)]
-    monkeypatch.setattr(_native, "_step_fns", off_by_an_ulp)
-    monkeypatch.setattr(_native, "_verified", {})
-    assert _native.stepper(hs.optimizers.make("adam", betas=(0.8, 0.99)), x) is None
-
-
 @pytest.mark.parametrize("pname", ["stacked", "unequal", "diagonal", "eigenbasis", "wide"])
 def test_c_oracle_equals_its_torch_twin_to_the_bit(pname):
     """The C quadratic oracle and heterosim._native.quadratic_oracle_torch: the same G, f, ||g||
@@ -597,46 +576,34 @@ def test_eigenbasis_runs_are_the_same_bits_with_kernels_on_and_off(name):
 
 def test_march_native_changes_no_bit(tmp_path):
     """The kernels built without -march=native give the same bits as the default build:
-    -march only picks instructions (no contraction, no reassociation, fma() only where written)."""
-    if _native.lib() is None or not sys.platform.startswith("linux"):
+    -march only picks instructions (no contraction, no reassociation, fma() only where written).
+    Both are cffi builds (heterosim._native.build); the portable one in its own cache. (The rules'
+    fused steps need no such test: each is checked against its chain's ``update`` to the bit on
+    the machine that runs it before it is used, whatever the flags; heterosim.optimizers.fused.)"""
+    if _native.lib() is None or not sys.platform.startswith("linux") or "-march=native" not in _native.lib().flags:
         pytest.skip("no C compiler, or no -march=native build to compare with")
     portable = _native.build(str(tmp_path), native_arch=False)
-    assert portable is not None
+    assert portable is not None, _native.why_off()
+    assert "-march=native" not in portable.flags and portable.raw is not _native.lib().raw
+    assert _native.cache_why(str(tmp_path)) is None  # pytest's tmp_path is private: built and loaded there
+    assert any(f.name.startswith("_hs_fused_") for f in tmp_path.iterdir())
     p = PROBLEMS["stacked"]
     X = p.initial_points(list(range(7))) * 1.3
     outs = []
     for k in (_native.lib(), portable):
         old = _native._state["lib"]
         _native._state["lib"] = k
-        _native._verified.clear()
         try:
             G, f, n = torch.empty_like(X), X.new_empty(7), X.new_empty(7)
             _native.quadratic_oracle(p.x_star, p.f_star, blocks=p.block_hessians)(X, G, f, n)
             Gd, fd = torch.empty_like(X), X.new_empty(7)
             _native.quadratic_oracle(p.x_star, p.f_star, diag=p.spectrum)(X, Gd, fd, None)
             res = [G, f, n, Gd, fd, _native.tree_norm(G)]
-            lr = torch.logspace(-3, 0, 7, dtype=torch.float64).unsqueeze(1)
-            for name in ("adam", "adamw", "nesterov", "signum", "sign_momentum"):
-                opt = hs.optimizers.make(name)
-                step = _native.stepper(opt, X)
-                assert step is not None
-                state, x = _owned_state(opt, X), X.clone()
-                out, tmp = torch.empty_like(X), torch.empty_like(X)
-                for _ in range(5):
-                    state = step(G, state, x, lr, out, tmp)
-                    x = out.clone()
-                res.append(x)
             outs.append(res)
         finally:
             _native._state["lib"] = old
-            _native._verified.clear()
     for a, b in zip(*outs):
         assert torch.equal(a, b)
-
-
-def _owned_state(opt, X):
-    s = opt.init(X, PROBLEMS["stacked"].blocks)
-    return type(s)(*(f.clone() if isinstance(f, torch.Tensor) else f for f in s))
 
 
 def _demo_tunings():

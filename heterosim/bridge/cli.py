@@ -439,9 +439,9 @@ def _compute_gap(cfg, ctx):
         tok = _hf_tokenizer(hpath)
         models[label] = ({"model": "hf", "name": hpath}, docstrings_task(n_classes=C, tokenizer=tok, max_len=ml))
     hk = dict(top_steps=cfg["hessian_steps"], slq_steps=cfg["hessian_steps"], probes=cfg["probes"])
-    import numpy as np
+    from heterosim.engine import lr_grid
     ranges = _lr_ranges(argparse.Namespace(lr_range=cfg.get("lr_range"), optimizers=cfg["optimizers"]))
-    lrs = {name: [float(v) for v in np.geomspace(lo, hi, cfg["n_lrs"])] for name, (lo, hi) in ranges.items()}
+    lrs = {name: [float(v) for v in lr_grid(lo, hi, num=cfg["n_lrs"])] for name, (lo, hi) in ranges.items()}
     return gap(models, optimizers=cfg["optimizers"], lrs=lrs or None, n_lrs=cfg["n_lrs"], steps=cfg["steps"],
                batch_size=cfg["batch_size"], seeds=cfg["seeds"], hessian=not cfg["no_hessian"], hessian_kwargs=hk,
                hessian_batch=cfg["hessian_batch"], device=cfg["device"], progress=ctx["progress"],
@@ -524,7 +524,8 @@ def _compute_finetune(cfg, ctx):
     import pandas as pd
 
     from heterosim.bridge.studies import offline_task
-    from heterosim.bridge.train import build_model, finetune, lr_grid, tune_lr
+    from heterosim.bridge.train import build_model, finetune, lr_range, tune_lr
+    from heterosim.engine import lr_grid
 
     model = cfg["model"]
     if model == "minilm" or model.startswith("hf:"):
@@ -546,10 +547,13 @@ def _compute_finetune(cfg, ctx):
                           eval_every=max(1, cfg["steps"] // 10),
                           hessian_kwargs=dict(top_steps=cfg["hessian_steps"], slq_steps=cfg["hessian_steps"],
                                               probes=cfg["probes"]))
-            if cfg["tune"]:
-                res = tune_lr(spec, task, opt, lr_grid(opt, cfg["tune"]), steps=cfg["steps"], seed=s, **common)
+            if cfg["tune"]:  # cfg["tune"] rates over the optimizer's usual range (one rate: its centre)
+                lo, hi = lr_range(opt)
+                grid = ([math.sqrt(lo * hi)] if cfg["tune"] == 1
+                        else [float(v) for v in lr_grid(lo, hi, num=cfg["tune"])])
+                res = tune_lr(spec, task, opt, grid, steps=cfg["steps"], seed=s, **common)
                 df = res.runs
-                df["best_lr"] = res.best_lr
+                df["best_lr"] = res.lr
             else:
                 df = finetune(build_model(spec, task, s), task, optimizer=opt, lr=cfg["lr"], steps=cfg["steps"],
                               seed=s, **common)
@@ -688,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(s, "--n-lrs", 4, 2, type=positive_int, help="learning rates per optimizer grid")
     _opt(s, "--lr-range", None, nargs="+", metavar="NAME:LO:HI",
          help="log grid of --n-lrs rates from LO to HI for optimizer NAME (e.g. sgd:1e-3:10)",
-         show="default: each optimizer's usual range (heterosim.bridge.train.lr_grid)")
+         show="default: each optimizer's usual range (heterosim.bridge.train.lr_range)")
     _opt(s, "--extend-edges", 0, type=nonneg_int, metavar="K",
          help="when a tuned rate is on its grid's edge, try up to K more rates beyond it, one grid step each")
     _opt(s, "--steps", 300, 30, type=positive_int, help="fine-tuning steps per run")

@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from heterosim.bridge.data import Task, digits_task, docstrings_task, synthetic_task
 from heterosim.bridge.models import TinyTransformer
 from heterosim.bridge.monitors import StepMonitor, hessian_measures
-from heterosim.bridge.train import (TuneResult, build_model, default_device, finetune, lr_grid, model_label,
-                                    pretrain, provenance, tune_lr)
+from heterosim.bridge.train import (build_model, default_device, finetune, lr_range, model_label, pretrain,
+                                    provenance, tune_lr, tune_result)
+from heterosim.engine import TuneResult, lr_grid, select_lr
 
 __all__ = ["xiong_last_layer_trend", "init_spread", "spread_along_finetune", "head_growth", "gap", "tune_extending",
            "offline_task", "transfer_tasks", "pretrained_tiny", "fit_loglog"]
@@ -240,11 +241,12 @@ def gap(models: dict[str, tuple[dict, Task]], optimizers: Sequence[str] = ("sgd"
     differ). For each model: the heterogeneity measures at the start of fine-tuning
     (``start_std_log10_rms`` etc. of the gradient on a fixed batch; with ``hessian``,
     ``start_js0`` and the spread of block top eigenvalues), then each optimizer tuned
-    over ``lrs[opt]`` (default :func:`~heterosim.bridge.train.lr_grid` (opt, ``n_lrs``))
-    by the final training loss. Returns (summary, runs): summary has one row per
-    (model, seed) with ``loss_<opt>``, ``lr_<opt>``, ``edge_<opt>``, ``val_acc_<opt>`` and
-    ``gap`` = loss_sgd / loss_adam (first two optimizers), ``log10_gap``; runs is every
-    step of the best run of each optimizer.
+    over ``lrs[opt]`` (default: :func:`heterosim.engine.lr_grid` of ``n_lrs`` rates over
+    :func:`~heterosim.bridge.train.lr_range` (opt); for one rate, the range's geometric centre)
+    by the final training loss. Returns (summary, runs): summary has one row per (model, seed)
+    with ``loss_<opt>``, ``lr_<opt>``, ``edge_<opt>``, ``val_acc_<opt>`` and ``gap`` = loss_sgd /
+    loss_adam (first two optimizers), ``log10_gap``; runs is every step of the best run of each
+    optimizer.
 
     ``tune_first_seed``: tune each optimizer's learning rate on the first seed only and run
     the later seeds at that rate (``tuned_on_seed`` says which seed tuned a row's rates;
@@ -281,18 +283,22 @@ def gap(models: dict[str, tuple[dict, Task]], optimizers: Sequence[str] = ("sgd"
                 if tune_first_seed and s != seeds[0]:
                     grid = [tuned[opt][0]]
                 else:
-                    grid = (lrs or {}).get(opt) or lr_grid(opt, n_lrs)
+                    grid = (lrs or {}).get(opt)
+                    if not grid:  # n_lrs rates over the optimizer's usual range (one rate: its centre)
+                        lo, hi = lr_range(opt)
+                        grid = ([math.sqrt(lo * hi)] if n_lrs == 1
+                                else [float(v) for v in lr_grid(lo, hi, num=n_lrs)])
                 res = tune_extending(spec, task, opt, grid, 0 if len(grid) < 2 else extend_edges, steps=steps,
                                      seed=s, batch_size=batch_size, device=device, progress=progress,
                                      tags={"study": "gap", "label": label})
                 if not (tune_first_seed and s != seeds[0]):
-                    tuned[opt] = (float(res.best_lr), bool(res.on_edge))
+                    tuned[opt] = (float(res.lr), bool(res.edge))
                 best = res.summary[res.summary["best"]].iloc[0]
                 row[f"loss_{opt}"] = float(best["final"])
                 row[f"lr_{opt}"] = float(best["lr"])
-                row[f"edge_{opt}"] = tuned[opt][1] if tune_first_seed else bool(res.on_edge)
+                row[f"edge_{opt}"] = tuned[opt][1] if tune_first_seed else bool(res.edge)
                 row[f"val_acc_{opt}"] = float(best["val_acc"])
-                r = res.runs[res.runs["lr"] == res.best_lr].drop(columns=["block_grad_norms"], errors="ignore")
+                r = res.runs[res.runs["lr"] == res.lr].drop(columns=["block_grad_norms"], errors="ignore")
                 runs.append(r)
             row["tuned_on_seed"] = seeds[0] if tune_first_seed else int(s)
             a, b = optimizers[0], optimizers[1]
@@ -310,7 +316,7 @@ def tune_extending(spec: dict, task: Task, optimizer: str, lrs: Sequence[float],
     """:func:`~heterosim.bridge.train.tune_lr` over ``lrs``; then, while the best rate is the
     smallest (largest) rate tried and fewer than ``extend`` rates were added, one more run
     at that rate divided (multiplied) by the grid step lrs[1] / lrs[0] (sorted). The result
-    covers every rate tried; ``on_edge`` refers to them all. Ties go to the first rate tried."""
+    covers every rate tried; ``edge`` refers to them all. Ties go to the first rate tried."""
     res = tune_lr(spec, task, optimizer, lrs, **kwargs)
     order = sorted(float(v) for v in lrs)
     if extend <= 0 or len(order) < 2:
@@ -318,18 +324,14 @@ def tune_extending(spec: dict, task: Task, optimizer: str, lrs: Sequence[float],
     ratio = order[1] / order[0]
     summary, runs = res.summary.drop(columns="best"), [res.runs]
     for _ in range(extend):
-        i = int(np.argmin(summary["final"].to_numpy()))
-        best, lo, hi = float(summary["lr"].iloc[i]), float(summary["lr"].min()), float(summary["lr"].max())
-        if best not in (lo, hi):
+        i, edge = select_lr(summary["lr"], summary["final"], strict=False)
+        if not edge:
             break
+        best, lo, hi = float(summary["lr"].iloc[i]), float(summary["lr"].min()), float(summary["lr"].max())
         more = tune_lr(spec, task, optimizer, [lo / ratio if best == lo else hi * ratio], **kwargs)
         summary = pd.concat([summary, more.summary.drop(columns="best")], ignore_index=True)
         runs.append(more.runs)
-    i = int(np.argmin(summary["final"].to_numpy()))
-    best = float(summary["lr"].iloc[i])
-    summary["best"] = summary["lr"] == best
-    on_edge = best in (float(summary["lr"].min()), float(summary["lr"].max()))
-    return TuneResult(best_lr=best, on_edge=on_edge, summary=summary, runs=pd.concat(runs, ignore_index=True))
+    return tune_result(summary, pd.concat(runs, ignore_index=True), kwargs.get("criterion", "train_loss_eval"))
 
 
 _HESSIAN_COLUMNS = ("start_js0", "start_js0_symlog", "start_top_eig_ratio", "start_top_eig_std_log10")

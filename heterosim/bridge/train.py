@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,9 +41,10 @@ from heterosim.bridge.checkpoints import load_checkpoint, save_checkpoint
 from heterosim.bridge.data import Task
 from heterosim.bridge.models import TinyConfig, TinyTransformer
 from heterosim.bridge.monitors import StepMonitor, hessian_measures, logit_stats
+from heterosim.engine import TuneResult, lr_grid, select_lr
 
-__all__ = ["REFERENCE_OPTIMIZERS", "optimizer_names", "make_optimizer", "default_device", "lr_grid",
-           "build_model", "model_label", "finetune", "evaluate", "tune_lr", "TuneResult", "pretrain",
+__all__ = ["REFERENCE_OPTIMIZERS", "optimizer_names", "make_optimizer", "default_device", "lr_range",
+           "build_model", "model_label", "finetune", "evaluate", "tune_lr", "tune_result", "pretrain",
            "provenance"]
 
 REFERENCE_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -85,8 +85,8 @@ def default_device(device=None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# small log-spaced grids around each family's usual range (tuned by tune_lr)
-_GRID_RANGES = {
+# the usual learning-rate range of each family: the bridge's grids are lr_grid over it (tune_lr)
+_LR_RANGES = {
     "sgd": (1e-3, 1.0), "gd": (1e-3, 1.0), "torch_sgd": (1e-3, 1.0), "sgd_momentum": (1e-4, 1e-1),
     "nesterov": (1e-4, 1e-1), "normalized_gd": (1e-3, 1.0), "block_normalized_gd": (1e-4, 1e-1),
     "signsgd": (1e-5, 1e-2), "signum": (1e-5, 1e-2), "sign_momentum": (1e-5, 1e-2),
@@ -94,16 +94,14 @@ _GRID_RANGES = {
     "block_adam": (1e-5, 1e-2), "rmsprop": (1e-5, 1e-2), "adagrad": (1e-4, 1e-1),
     "adam_fixed_precond": (1e-5, 1e-2),
 }
+_DEFAULT_LR_RANGE = (1e-5, 1e-1)
 
 
-def lr_grid(name: str, n: int = 4) -> list[float]:
-    """``n`` log-spaced learning rates over the usual range of optimizer ``name``."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1; got {n}")
-    lo, hi = _GRID_RANGES.get(name, (1e-5, 1e-1))
-    if n == 1:
-        return [math.sqrt(lo * hi)]
-    return [float(v) for v in np.geomspace(lo, hi, n)]
+def lr_range(name: str) -> tuple[float, float]:
+    """(lo, hi): the usual learning-rate range of optimizer ``name`` ((1e-5, 1e-1) for one not
+    listed). A grid of n rates over it is ``heterosim.engine.lr_grid(lo, hi, num=n)``; where the
+    bridge tunes over a single rate it takes the range's geometric centre sqrt(lo hi)."""
+    return _LR_RANGES.get(name, _DEFAULT_LR_RANGE)
 
 
 # ------------------------------------------------------------------------- models
@@ -315,17 +313,6 @@ def finetune(model: nn.Module, task: Task, optimizer: str = "adam", lr: float = 
 
 
 # ------------------------------------------------------------------------- tuning
-@dataclass
-class TuneResult:
-    """``best_lr``, ``on_edge`` (the best lr is the grid's smallest or largest),
-    ``summary`` (one row per lr) and ``runs`` (every step of every lr)."""
-
-    best_lr: float
-    on_edge: bool
-    summary: pd.DataFrame
-    runs: pd.DataFrame
-
-
 def _final(df: pd.DataFrame, col: str) -> float:
     if bool(df["diverged"].iloc[0]) or col not in df:
         return math.inf
@@ -333,13 +320,32 @@ def _final(df: pd.DataFrame, col: str) -> float:
     return float(v.iloc[-1]) if len(v) else math.inf
 
 
+def tune_result(summary: pd.DataFrame, runs: pd.DataFrame, criterion: str = "train_loss_eval") -> TuneResult:
+    """The :class:`~heterosim.engine.TuneResult` of a tuning from its tables: ``summary`` (one row
+    per lr tried: ``lr``, ``final`` (the last ``criterion``, inf when diverged), ``diverged``) and
+    ``runs``. The best lr is chosen by :func:`~heterosim.engine.select_lr` (smallest final, the
+    first tried of ties; ``edge``: it is the smallest or largest of two or more rates); the summary
+    gains the column ``best``. ``lrs``, ``scores`` (the finals) and ``diverged`` are ascending in lr."""
+    lrs = summary["lr"].to_numpy(dtype=float)
+    finals = summary["final"].to_numpy(dtype=float)
+    i, edge = select_lr(lrs, finals, strict=False)
+    best = float(summary["lr"].iloc[i])
+    summary["best"] = summary["lr"] == best
+    order = np.argsort(lrs, kind="stable")
+    return TuneResult(lr=best, score=float(finals[i]), lrs=lrs[order], scores=finals[order], edge=edge,
+                      diverged=summary["diverged"].to_numpy(dtype=float)[order], metric=criterion,
+                      summary=summary, runs=runs)
+
+
 def tune_lr(spec: dict, task: Task, optimizer: str, lrs: Sequence[float] | None = None, steps: int = 100,
             seed: int = 0, criterion: str = "train_loss_eval", **kwargs) -> TuneResult:
     """Run :func:`finetune` from the same fresh model (``build_model(spec, task, seed)``)
     at each learning rate and keep the one with the smallest final ``criterion``
     (the training loss on up to 2048 samples by default; diverged runs count as inf).
-    ``lrs`` defaults to :func:`lr_grid` (optimizer)."""
-    lrs = list(lr_grid(optimizer) if lrs is None else lrs)
+    ``lrs`` defaults to 4 rates over :func:`lr_range` (optimizer) (``heterosim.engine.lr_grid``).
+    Returns a :class:`~heterosim.engine.TuneResult` (:func:`tune_result`): ``lr`` the best rate,
+    ``edge``, ``summary`` (one row per lr) and ``runs`` (every step of every lr)."""
+    lrs = [float(v) for v in lr_grid(*lr_range(optimizer), num=4)] if lrs is None else list(lrs)
     if not lrs:
         raise ValueError("lrs must hold at least one learning rate")
     runs, summary = [], []
@@ -349,13 +355,7 @@ def tune_lr(spec: dict, task: Task, optimizer: str, lrs: Sequence[float] | None 
         runs.append(df)
         summary.append(dict(optimizer=optimizer, lr=lr, final=_final(df, criterion),
                             val_acc=_final(df, "val_acc"), diverged=bool(df["diverged"].iloc[0])))
-    summary = pd.DataFrame(summary)
-    i = int(np.argmin(summary["final"].to_numpy()))
-    best = float(summary["lr"].iloc[i])
-    order = sorted(lrs)
-    on_edge = len(lrs) > 1 and best in (order[0], order[-1])
-    summary["best"] = summary["lr"] == best
-    return TuneResult(best_lr=best, on_edge=on_edge, summary=summary, runs=pd.concat(runs, ignore_index=True))
+    return tune_result(pd.DataFrame(summary), pd.concat(runs, ignore_index=True), criterion)
 
 
 # --------------------------------------------------------------------- pretraining

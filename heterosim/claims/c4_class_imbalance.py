@@ -212,7 +212,6 @@ def measure(config: dict) -> list[dict]:
     # (every class of a group has the same number of samples, so the mean over classes is the mean over samples)
     lr = torch.tensor(lrs, dtype=torch.float64).reshape(-1, 1)
     X = p.initial_point(seed).expand(len(lrs), -1).clone()
-    out, tmp = torch.empty_like(X), torch.empty_like(X)
     state = opt.init(X, p.blocks)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 17)
     record = set(record_steps(steps))
@@ -231,8 +230,8 @@ def measure(config: dict) -> list[dict]:
     observe(0)
     for t in range(1, steps + 1):
         G = p.minibatch_grad(X, p.draw_minibatch(gen))
-        state = opt.update_(G, state, X, lr, p.blocks, out, tmp)
-        X, out = out, X
+        step, state = opt.update(G, state, X, lr, p.blocks)
+        X = X + step
         if t in record:
             observe(t)
     return rows

@@ -101,6 +101,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from heterosim import metrics
 from heterosim.claims.base import (UNDECIDED, Claim, Verdict, bootstrap_ci, decide, fmt_ci, ok_rows,
                                    undecided_reasons)
 
@@ -330,7 +331,8 @@ def _diff(f: pd.DataFrame, C, col: str, other: str = ADAM) -> pd.Series:
     return pr["a"] - pr["b"]
 
 
-_METRICS = (("test_acc", "acc"), ("test_nll", "NLL"), ("test_ece", "ECE"))
+#: The held-out metrics as (column, label): a view of the one vocabulary, :mod:`heterosim.metrics`.
+_METRICS = tuple((name, metrics.TABLE[name].symbol) for name in metrics.HELD_OUT)
 
 
 def _harm(f: pd.DataFrame, C, other: str = ADAM) -> str:

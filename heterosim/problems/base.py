@@ -147,6 +147,27 @@ class Problem:
     def hessian(self) -> torch.Tensor:
         raise ValueError(f"problem {self.name!r} does not provide a dense Hessian")
 
+    # ------------------------------------------------------------- what the engine may ask
+    # heterosim.engine depends on these three methods, not on any problem class. A problem that
+    # keeps the defaults runs on the engine's general path (``loss_and_grad``, or
+    # ``loss_and_grad_into`` / ``native_oracle`` where it has them).
+    def engine_oracle(self, like: torch.Tensor, native: bool = True):
+        """The oracle in the engine's fixed arithmetic, for batches like ``like``, or None:
+        ``oracle(X, G, f, norm=None, f_limit=None, root=True, frozen=None, X_prev=None) -> int``
+        writes G <- grad f(X) and f <- f(X) (and, if given, norm <- ||G_r||, or its square
+        without ``root``) into caller-owned contiguous buffers and returns the number of rows
+        with not f <= f_limit; ``frozen`` rows are skipped, their iterate restored from X_prev.
+        Its values must not depend on the batch a row is in (heterosim.engine, "One T per
+        config"). ``native``: a compiled kernel may be returned (it must give the same bits
+        as the torch one)."""
+        return None
+
+    def eigen_frame(self):
+        """For a quadratic whose Hessian is block-diagonal in a rotated basis: (eigenvalues (d,),
+        one orthogonal basis Q_b (d_b, d_b) per block with H_b = Q_b diag(lambda_b) Q_b^T); the
+        engine may then run rotation-equivariant rules in that basis. None otherwise."""
+        return None
+
     def initial_point(self, seed: int = 0) -> torch.Tensor:
         """The problem's default starting point for ``seed``: a (d,) tensor."""
         raise NotImplementedError

@@ -261,6 +261,30 @@ class BlockQuadratic(Problem):
                                else _native.quadratic_oracle(self.x_star, self.f_star, blocks=self.block_hessians))
         return self._native_fn
 
+    def _own_oracle(self) -> bool:
+        """The base class's loss (a subclass may change it, and then neither method below applies)."""
+        return type(self).loss_and_grad is BlockQuadratic.loss_and_grad
+
+    def engine_oracle(self, like: torch.Tensor, native: bool = True):
+        """The oracle in the engine's fixed arithmetic (:mod:`heterosim._native`): the C oracle
+        (:meth:`native_oracle`) where ``native`` and the kernels apply to ``like``, else its torch
+        twin; the two give the same bits. None for a subclass with its own loss."""
+        if not self._own_oracle():
+            return None
+        if native and like.dim() == 2 and _native.usable(like):
+            fn = self.native_oracle(like)
+            if fn is not None:
+                return fn
+        args = dict(diag=self.spectrum) if self.diagonal else dict(blocks=self.block_hessians)
+        return _native.quadratic_oracle_torch(self.x_star, self.f_star, device=like.device, dtype=like.dtype, **args)
+
+    def eigen_frame(self):
+        """(spectrum, bases) when the blocks are rotated (an axis-aligned or one-coordinate-per-block
+        quadratic is already diagonal: None), and the loss is the base class's."""
+        if not self._own_oracle() or self.diagonal or self.blocks.n >= self.d:
+            return None
+        return self.spectrum, list(self.bases)
+
     def loss_and_grad_into(self, X: torch.Tensor, G: torch.Tensor, E: torch.Tensor | None = None,
                            W: torch.Tensor | None = None, g_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`loss_and_grad` into caller-owned (B, d) buffers: G <- H (X - x*) row-wise; returns

@@ -404,10 +404,12 @@ class SoftmaxRegression(Problem):
             return None
         F, FT, y = self.features.contiguous(), self.features.T.contiguous(), self.labels.contiguous()
         C, p, n, ridge = self.C, self.p, self.n, self.ridge
+        _native.check_softmax_data("softmax native_oracle", F, y, C, FT)
+        d, where = self.d, "softmax native_oracle"
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
 
         def oracle(X, G, f, norm=None, f_limit=None, root=True, frozen=None, X_prev=None) -> int:
-            R = X.shape[0]
+            R = _native.check_oracle_buffers(where, d, X, G, f, norm, f_limit, frozen, X_prev)
             bad = _native.rows(kernel, R, R * n * C * p, C, p, n, X.data_ptr(), F.data_ptr(), FT.data_ptr(),
                                y.data_ptr(), None, None, 0, ridge, G.data_ptr(), f.data_ptr(), ptr(norm), ptr(f_limit),
                                int(bool(root)), ptr(frozen), X.data_ptr(), ptr(X_prev))
@@ -426,10 +428,13 @@ class SoftmaxRegression(Problem):
             return None
         F, y = self.features.contiguous(), self.labels.contiguous()
         C, p, n, ridge = self.C, self.p, self.n, self.ridge
+        _native.check_softmax_data("softmax native_minibatch", F, y, C)
+        d, where = self.d, "softmax native_minibatch"
 
         def grads(X, G, idx, which) -> None:
-            R, m = X.shape[0], idx.shape[1]
-            idx, which = idx.contiguous(), which.contiguous()
+            R = _native.check_batch(where, d, X, G)
+            idx, which = _native.check_draws(where, idx, which, R, n)
+            m = idx.shape[1]
             if _native.rows(kernel, R, R * m * C * p, C, p, n, X.data_ptr(), F.data_ptr(), None, y.data_ptr(),
                             idx.data_ptr(), which.data_ptr(), m, ridge, G.data_ptr(), None, None, None, 0,
                             None, X.data_ptr(), None) < 0:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import heterosim.bounds as hb
-from heterosim import engine
+from heterosim import engine, metrics
 from heterosim.optimizers import Optimizer, make as make_optimizer
 
 __all__ = [
@@ -56,8 +56,10 @@ VALUE_ATOL = 1e-13
 STEP_RTOL = 1e-12
 #: Step cap of :func:`check_bound` when a bound asks for more (a capped, unreached run is INCONCLUSIVE).
 MAX_STEPS = 20_000
-_RECORD = ("loss", "subopt", "grad_l2", "grad_l1", "blocks")
-_MEASURABLE = ("loss", "subopt", "grad_l2", "grad_l1", "dist", "grad_Linv", "head_frob_dist")
+# views of the one vocabulary (heterosim.metrics): what a check records (run() adds dist where x* is
+# known), and what measure() can give a curve of (engine metrics and those derived from them)
+_RECORD = tuple(m for m in metrics.RECORDED if m != "dist")
+_MEASURABLE = metrics.MEASURABLE
 
 
 # =============================================================== problem views
