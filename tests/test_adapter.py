@@ -138,6 +138,23 @@ def test_adapter_equals_engine_for_every_rule(name):
     assert rs.count == 50
 
 
+def _steps_equal_the_flat_rule(net, opt, rule, blocks, X, y, steps, lr=1e-2):
+    """Step ``opt`` (lr 1e-2) and ``rule`` on the concatenated parameters with partition ``blocks``
+    side by side; the parameters agree to 1e-12 after every step. Returns the rule's state."""
+    ps = list(net.parameters())
+    x = torch.cat([p.detach().reshape(-1) for p in ps]).unsqueeze(0)
+    st = rule.init(x, blocks)
+    for _ in range(steps):
+        opt.zero_grad()
+        _backward(net, X, y)
+        g = torch.cat([p.grad.reshape(-1) for p in ps]).unsqueeze(0)
+        opt.step()
+        step, st = rule.update(g, st, x, lr, blocks)
+        x = x + step
+        assert _close(torch.cat([p.detach().reshape(-1) for p in ps]), x[0], 1e-12)
+    return st
+
+
 def test_block_adam_rows_equals_rule_on_flat_row():
     """blocks="rows": one block per output row of each matrix, the same partition as Blocks.from_sizes."""
     net = _mlp()
@@ -150,17 +167,7 @@ def test_block_adam_rows_equals_rule_on_flat_row():
         sizes += [p.numel() // rows] * rows
     blocks = Blocks.from_sizes(sizes)
     assert opt.blocks().sizes == blocks.sizes
-    rule = hs.optimizers.make("block_adam")
-    x = torch.cat([p.detach().reshape(-1) for p in ps]).unsqueeze(0)
-    st = rule.init(x, blocks)
-    for _ in range(30):
-        opt.zero_grad()
-        _backward(net, X, y)
-        g = torch.cat([p.grad.reshape(-1) for p in ps]).unsqueeze(0)
-        opt.step()
-        step, st = rule.update(g, st, x, 1e-2, blocks)
-        x = x + step
-        assert _close(torch.cat([p.detach().reshape(-1) for p in ps]), x[0], 1e-12)
+    st = _steps_equal_the_flat_rule(net, opt, hs.optimizers.make("block_adam"), blocks, X, y, 30)
     v = torch.cat([opt.state[p]["exp_avg_sq"] for p in ps])
     assert v.shape == (blocks.n,) and _close(v, st.exp_avg_sq[0], 1e-12)
 
@@ -183,17 +190,7 @@ def test_block_partitions_single_and_callable(how):
         net = _mlp()
         ps = list(net.parameters())
         opt = RuleOptimizer(ps, name, lr=1e-2, blocks=spec)
-        rule = hs.optimizers.make(name)
-        x = torch.cat([p.detach().reshape(-1) for p in ps]).unsqueeze(0)
-        st = rule.init(x, blocks)
-        for _ in range(20):
-            opt.zero_grad()
-            _backward(net, X, y)
-            g = torch.cat([p.grad.reshape(-1) for p in ps]).unsqueeze(0)
-            opt.step()
-            step, st = rule.update(g, st, x, 1e-2, blocks)
-            x = x + step
-            assert _close(torch.cat([p.detach().reshape(-1) for p in ps]), x[0], 1e-12)
+        _steps_equal_the_flat_rule(net, opt, hs.optimizers.make(name), blocks, X, y, 20)
         assert opt.blocks().sizes == blocks.sizes
 
 

@@ -150,3 +150,28 @@ def test_a_zero_gradient_gives_a_finite_step(name, dtype):
     z = torch.zeros_like(x)
     step, _ = opt.update(z, opt.init(x, p.blocks), x, 0.1, p.blocks)
     assert torch.isfinite(step).all()
+
+
+@pytest.mark.parametrize("pname", ["rotated", "diagonal", "softmax"])
+def test_problem_moves_its_data_for_the_engine(pname):
+    """Problem.to(device), as engine.run(..., device=...) calls it: every tensor, list of tensors
+    and the block partition on the device (here the meta device, which needs no GPU); the
+    original untouched; the same problem back when it is already there."""
+    p = _gpu_problems()[pname]
+    assert p.to("cpu") is p
+    q = p.to("meta")
+    moved = [v for v in vars(q).values() if isinstance(v, torch.Tensor)]
+    moved += [t for v in vars(q).values() if isinstance(v, (list, tuple)) for t in v if isinstance(t, torch.Tensor)]
+    assert moved and all(t.device.type == "meta" for t in moved)
+    assert all(v.device.type == "cpu" for v in vars(p).values() if isinstance(v, torch.Tensor))
+    assert q.blocks.sizes == p.blocks.sizes and q.d == p.d
+
+
+def test_an_anchored_view_moves_with_its_anchor():
+    """verify's Anchored view (x* = the start) keeps its anchor when the engine moves it."""
+    from heterosim.verify.harness import Anchored
+    p = _gpu_problems()["softmax"]
+    a = Anchored(p, p.initial_point(0))
+    m = a.to("meta")
+    assert isinstance(m, Anchored) and m.x_star.device.type == "meta" and m.features.device.type == "meta"
+    assert a.x_star.device.type == "cpu" and torch.equal(a.x_star, p.initial_point(0))

@@ -160,6 +160,8 @@ def run(problem: Problem, opt: Optimizer | str, lrs: Sequence[float], seeds: Seq
                              f"got {tuple(x0.shape)}")
         X = x0.to(dev).clone()
     X = X.contiguous()
+    if dev.type != "cpu" and hasattr(problem, "to"):
+        problem = problem.to(dev)  # its data where the batch is
     lr = torch.as_tensor(row_lrs, dtype=dtype, device=dev).unsqueeze(1)
     blocks = problem.blocks.to(dev)
     x_star = problem.x_star.to(dev) if problem.x_star is not None else None

@@ -33,6 +33,7 @@ bad value is a ``ValueError`` naming the knob, the value given (and its type) an
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, NamedTuple
 
@@ -161,6 +162,26 @@ class Problem:
         config"). ``native``: a compiled kernel may be returned (it must give the same bits
         as the torch one)."""
         return None
+
+    def to(self, device) -> "Problem":
+        """This problem with its data on ``device``: a shallow copy whose tensors (and block
+        partition, and lists of tensors) are moved; the problem itself where they already are.
+        The engine runs a problem on the device of its batch (``engine.run(..., device="cuda")``)."""
+        device = torch.device(device)
+        tensors = {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        if all(v.device == device for v in tensors.values()):
+            return self
+        new = copy.copy(self)
+        for k, v in vars(self).items():
+            if isinstance(v, torch.Tensor):
+                setattr(new, k, v.to(device))
+            elif isinstance(v, Blocks):
+                setattr(new, k, v.to(device))
+            elif isinstance(v, (list, tuple)) and v and all(isinstance(t, torch.Tensor) for t in v):
+                setattr(new, k, type(v)(t.to(device) for t in v))
+            elif k.startswith("_native"):  # compiled CPU oracles do not travel
+                setattr(new, k, None)
+        return new
 
     def eigen_frame(self):
         """For a quadratic whose Hessian is block-diagonal in a rotated basis: (eigenvalues (d,),

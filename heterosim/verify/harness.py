@@ -98,6 +98,10 @@ class Anchored:
             raise AttributeError(name)
         return getattr(self._problem, name)
 
+    def to(self, device) -> "Anchored":
+        """The same view with the problem and the anchor on ``device`` (engine.run(device=...))."""
+        return Anchored(self._problem.to(device), self.x_star.to(device))
+
 
 def f_star_lower(problem) -> float:
     """A certified lower bound on inf f: f* minus its certified gap where f* is computed
