@@ -175,3 +175,22 @@ def test_an_anchored_view_moves_with_its_anchor():
     m = a.to("meta")
     assert isinstance(m, Anchored) and m.x_star.device.type == "meta" and m.features.device.type == "meta"
     assert a.x_star.device.type == "cpu" and torch.equal(a.x_star, p.initial_point(0))
+
+
+def test_prebuild_builds_each_structure_once():
+    """heterosim kernels (fused.prebuild): one kernel per chain structure (weight decay on or off,
+    ...), each checked against its chain; rules with a reduction have none."""
+    if _native.lib() is None:
+        pytest.skip("no C compiler: the fused kernels are not built")
+    rows = fused.prebuild(["signsgd", "signum", "block_adam"])
+    assert [r["rule"] for r in rows] == ["signsgd", "signsgd(weight_decay=0.01)", "signum(beta=0.9)",
+                                         "signum(beta=0.9,weight_decay=0.01)"]
+    assert all(r["ok"] for r in rows)
+
+
+def test_kernels_command_says_why_when_off(monkeypatch, capsys):
+    from heterosim import cli
+    monkeypatch.setenv("HETEROSIM_NATIVE", "0")
+    with _native.disabled():
+        assert cli.main(["kernels"]) == 1
+    assert "the C kernels are off" in capsys.readouterr().out

@@ -52,8 +52,8 @@ same numbers (next section), state included, for every registered rule
   all its steps before the next (rows are independent runs; with couplings across rows -- a
   stochastic oracle shared by a seed's rows, or ``stop_when`` -- the chunks advance together);
 - runs rotation-equivariant rules (``opt.equivariant``: chains of equivariant primitives, the
-  SGD family, block-wise and normalised GD, block Adam) on a rotated block quadratic in its
-  eigenbasis, where H is diagonal and a step needs no matvec at all (:class:`_EigenFrame`),
+  SGD family, block-wise and normalised GD, block Adam) on a problem that offers its eigenbasis
+  (``Problem.eigen_frame``: a rotated block quadratic) in that basis, where H is diagonal and a step needs no matvec at all (:class:`_EigenFrame`),
   mapping the iterate and state back at the end;
 - picks its thread count from the batch (:func:`threads_for`): one thread below
   :data:`fast.PARALLEL_MIN_ELEMENTS` entries, where a second thread costs more than it saves,
@@ -94,14 +94,30 @@ Where the bits cannot agree, the tolerance:
 - softmax regression's C oracle (its own exp) agrees with torch's to a few ulps, not to the
   bit: curves agree to 1e-10 relative over the tested runs, and a run whose T is sensitive
   to rounding (Adam's, late in a run) may differ between the kernels on and off there;
-- problems without a C oracle (and subclasses of BlockQuadratic with their own loss) use
-  ``loss_and_grad_into`` on the fast path and ``loss_and_grad`` on the plain one, which agree
-  to rounding;
+- problems without an ``engine_oracle`` (a block quadratic's subclass with its own loss, a
+  problem of your own) use ``loss_and_grad_into`` on the fast path where they have it and
+  ``loss_and_grad`` on the plain one, which agree to rounding;
 - a stochastic run draws its gradients from the problem's ``stochastic_grad`` on both paths
   (the same calls on the same rows: the same bits), whose own product may round a seed's
   rows differently with the batch they share.
 
 :func:`engine_path` names the path this process takes by default (for provenance).
+
+What the engine asks of a problem
+---------------------------------
+The engine depends on the interface of :class:`heterosim.problems.Problem`, not on a problem
+class: ``d``, ``blocks``, ``dtype``, ``x_star``/``f_star``, ``initial_points``,
+``loss_and_grad`` (and ``stochastic_grad`` for stochastic runs); optionally
+``engine_oracle`` (a fused oracle in the engine's fixed arithmetic), ``eigen_frame`` (a rotated
+quadratic's eigenbasis), ``native_oracle``/``loss_and_grad_into`` (faster oracles), and ``to``
+(its data on the batch's device: ``run(..., device="cuda")``).
+
+On a GPU
+--------
+``run(..., device="cuda")`` moves the problem's data there (``Problem.to``) and runs the same
+loops: the rules' tensor ``update`` (the fused C loop is for CPU batches) and the oracle's torch
+twin, on CUDA tensors. tests/test_rule_matrix.py compares every rule on every problem kind with
+the CPU run in float64 where a GPU is present (it is skipped otherwise).
 """
 
 from heterosim.engine.api import engine_path, lr_grid, run, select_lr, tune, TuneResult

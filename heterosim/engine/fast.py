@@ -145,8 +145,8 @@ class _FastLoop:
             self.exact_oracle = False
             self.native = problem.native_oracle(X0) if hasattr(problem, "native_oracle") else None
         self.into = getattr(problem, "loss_and_grad_into", None) if self.native is None else None
-        # The step: the C kernels where they reproduce the rule's pure update to the bit
-        # (heterosim.optimizers.fused checks), else the pure update itself.
+        # The step: the C loop generated from the rule's primitives where it reproduces the chain's
+        # update to the bit (heterosim.optimizers.fused checks), else the update itself.
         self.step = fused.stepper(opt, X0)
         self.inplace = self.step is not None
         self.Xbuf = (X0.clone(), torch.empty_like(X0))

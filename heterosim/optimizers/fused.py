@@ -341,3 +341,45 @@ def reproduces_update(opt, step, rows: int = 8, d: int = 67, steps: int = 4) -> 
             return False
         x = ref
     return True
+
+
+#: hyperparameter values that change a registered chain's structure (a primitive present or not,
+#: a static branch), so that :func:`prebuild` builds each structure's kernel
+STRUCTURE_VARIANTS = ({}, {"weight_decay": 0.01}, {"momentum": 0.5}, {"centered": True}, {"nesterov": True},
+                      {"dampening": 0.1}, {"lr_decay": 0.01}, {"momentum": 0.5, "centered": True})
+
+
+def prebuild(names=None, like: Tensor | None = None) -> list[dict]:
+    """Build ahead of time the fused step of every registered elementwise rule (``names``: some of
+    them), in each structure :data:`STRUCTURE_VARIANTS` gives it, into the kernel cache, so that a
+    later first sweep loads them instead of compiling (``heterosim kernels``). One dict per rule
+    variant: label, seconds, and whether the kernel reproduces the chain (``ok``; None where the
+    kernels are off)."""
+    import inspect
+    import time
+    from heterosim.optimizers import rules
+    like = torch.zeros(2, 8, dtype=torch.float64) if like is None else like
+    out, seen = [], set()
+    for name in (rules.names() if names is None else names):
+        takes = set(inspect.signature(rules._REGISTRY[name]).parameters)
+        for hyper in STRUCTURE_VARIANTS:
+            if not set(hyper) <= takes:
+                continue
+            try:
+                opt = rules.make(name, **hyper)
+            except ValueError:  # e.g. nesterov=True without momentum
+                continue
+            if not opt.elementwise:
+                continue
+            try:
+                key = hashlib.sha256("".join(kernel_source(opt, like)[:2]).encode()).hexdigest()
+            except TraceError:
+                continue
+            if key in seen:
+                continue
+            seen.add(key)
+            t0 = time.perf_counter()
+            step = stepper(opt, like)
+            ok = None if _native.lib() is None else step is not None
+            out.append({"rule": opt.label(), "seconds": time.perf_counter() - t0, "ok": ok})
+    return out
