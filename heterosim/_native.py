@@ -550,7 +550,7 @@ spec = json.load(open(sys.argv[1]))
 ffi = cffi.FFI()
 ffi.cdef(spec["cdef"])
 ffi.set_source(spec["module"], spec["preamble"], sources=spec["sources"], extra_compile_args=spec["flags"],
-               libraries=spec["libraries"])
+               extra_link_args=[f for f in spec["flags"] if f == "-fopenmp"], libraries=spec["libraries"])
 ffi.compile(tmpdir=".", target=spec["target"])
 """
 # cffi's compile changes the process's working directory and patches distutils while it runs:
@@ -615,7 +615,10 @@ def _load(name: str, preamble: str, cdef: str, units=(), root: str | None = None
             raise RuntimeError(f"{needed} is not installed (pip install {needed})")
     if not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
         raise RuntimeError("no Python.h (cffi needs the Python development headers, e.g. python3-dev)")
-    tries = ([["-march=native"]] if native_arch and sys.platform.startswith("linux") else []) + [[]]
+    arch = [["-march=native"]] if native_arch and sys.platform.startswith("linux") else []
+    # OpenMP splits a call's rows between threads (the *_par entries); a compiler without it
+    # builds the same kernels without the split (the pragmas are then ignored)
+    tries = [a + ["-fopenmp"] for a in arch + [[]]] + arch + [[]]
     with _build_lock:
         root = os.path.abspath(root or _default_cache())
         directory, note = _cache_root(root)
@@ -677,9 +680,37 @@ def _wrappers(units=_UNITS) -> tuple[str, str]:
         inner = ", ".join(f"({t})a{i}" if ptr else f"a{i}" for i, (t, ptr) in enumerate(args))
         defs.append(f"{ret} hs_{name}({outer}) {{ {'' if ret == 'void' else 'return '}{name}({inner}); }}")
         cdef.append(f"{ret} hs_{name}({outer});")
+        if _row_kernel(args):
+            defs.append(_par_wrapper(ret, f"hs_{name}_par", name, outer, [f"({t})a{i}" if ptr else f"a{i}"
+                                                                        for i, (t, ptr) in enumerate(args)]))
+            cdef.append(f"{ret} hs_{name}_par(int64_t nt, {outer});")
     preamble = "\n".join(["#include <stdint.h>", "/* the kernels, in their own units */", *protos,
                           "/* addresses as Python ints */", *defs]) + "\n"
     return preamble, "\n".join(cdef) + "\n"
+
+
+def _row_kernel(args) -> bool:
+    """A kernel over rows r0 <= r < r1: its first two parameters are int64_t (r0, r1)."""
+    return len(args) >= 2 and all(t.strip() == "int64_t" and not ptr for t, ptr in args[:2])
+
+
+def _par_wrapper(ret: str, wname: str, name: str, outer: str, inner: list) -> str:
+    """C of ``wname(nt, ...)``: ``name`` over rows [a0, a1) split into nt contiguous parts run by nt
+    OpenMP threads (rows are independent: the result does not depend on the split); the sum of
+    the parts' counts for an int64_t kernel. Without OpenMP the parts run in turn."""
+    rest = ", ".join(inner[2:])
+    call = f"{name}(lo, hi{', ' + rest if rest else ''})"
+    acc = ret != "void"
+    return "\n".join([
+        f"{ret} {wname}(int64_t nt, {outer}) {{",
+        "    const int64_t r0 = a0, r1 = a1;" + ("\n    int64_t acc = 0;" if acc else ""),
+        "    #pragma omp parallel for num_threads((int)nt) schedule(static, 1)" + (" reduction(+:acc)" if acc else ""),
+        "    for (int64_t t = 0; t < nt; t++) {",
+        "        const int64_t lo = r0 + (r1 - r0) * t / nt, hi = r0 + (r1 - r0) * (t + 1) / nt;",
+        f"        {'acc += ' if acc else ''}{call};",
+        "    }",
+        "    return acc;" if acc else "",
+        "}"])
 
 
 def _nullable(fn, nargs: int, pointers) -> object:
@@ -700,9 +731,13 @@ class Kernels:
 
     def __init__(self, module, flags):
         self.ffi, self.raw, self.flags = module.ffi, module.lib, tuple(flags)
+        self.openmp = "-fopenmp" in self.flags
         for _, name, args in _exported():
-            setattr(self, name, _nullable(getattr(module.lib, "hs_" + name), len(args),
-                                          {i for i, (_, ptr) in enumerate(args) if ptr}))
+            pointers = {i for i, (_, ptr) in enumerate(args) if ptr}
+            fn = _nullable(getattr(module.lib, "hs_" + name), len(args), pointers)
+            if _row_kernel(args) and self.openmp:
+                fn.par = _nullable(getattr(module.lib, f"hs_{name}_par"), len(args) + 1, {i + 1 for i in pointers})
+            setattr(self, name, fn)
 
 
 def build(root: str | None = None, native_arch: bool = True):
@@ -907,14 +942,36 @@ PARALLEL_MIN_ELEMENTS = 1 << 18
 thread costs tens of microseconds)."""
 
 
+OPENMP_MIN_ELEMENTS = 1 << 14
+"""Calls with at least this much work split their rows between OpenMP threads (entering a
+parallel region costs a few microseconds, against tens for handing work to a Python thread)."""
+_first_pid = []
+
+
+def _openmp_safe() -> bool:
+    """Whether this is the process that first split a call: threads (OpenMP's team, the Python
+    pool) do not survive fork, so a forked child runs every call on its own thread."""
+    if not _first_pid:
+        _first_pid.append(os.getpid())
+    return _first_pid[0] == os.getpid()
+
+
 def rows(kernel, R: int, work: int, *args):
     """Run ``kernel(r0, r1, *args)`` over the rows 0..R-1, split across torch's thread count
-    (``torch.get_num_threads()``) when the call does at least PARALLEL_MIN_ELEMENTS elements'
-    work; cffi releases the GIL over each call, so the parts run at once. Rows are independent: the result
+    (``torch.get_num_threads()``): in C by OpenMP threads where the kernel has an OpenMP entry
+    (``kernel.par``) and the call does at least OPENMP_MIN_ELEMENTS elements' work, else by
+    Python threads when it does at least PARALLEL_MIN_ELEMENTS (cffi releases the GIL over each
+    call, so the parts run at once); never in a forked child of the process that first split a
+    call (no thread survives fork). Rows are independent: the result
     does not depend on the split. Returns the sum of the parts' results (kernels that count
     rows), or None (kernels that return nothing)."""
     threads = min(torch.get_num_threads(), R)
-    if threads <= 1 or work < PARALLEL_MIN_ELEMENTS:
+    if threads <= 1 or work < min(OPENMP_MIN_ELEMENTS, PARALLEL_MIN_ELEMENTS) or not _openmp_safe():
+        return kernel(0, R, *args)
+    par = getattr(kernel, "par", None)
+    if par is not None and work >= OPENMP_MIN_ELEMENTS:
+        return par(threads, 0, R, *args)  # the split in C: OpenMP threads, microseconds per call
+    if work < PARALLEL_MIN_ELEMENTS:
         return kernel(0, R, *args)
     if threads not in _pool:
         from concurrent.futures import ThreadPoolExecutor

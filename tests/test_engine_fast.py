@@ -656,3 +656,63 @@ def test_engine_path_names_the_default_path():
     assert path == ("native-c" if _native.lib() is not None else f"torch-fast ({_native.why_off()})")
     with _native.disabled():
         assert hs.engine.engine_path().startswith("torch-fast (")
+
+
+def test_openmp_row_split_changes_no_bit():
+    """On two threads the C kernels (oracle and fused step) split their rows between OpenMP
+    threads: the runs are the same bits as on one thread."""
+    if _native.lib() is None or not _native.lib().openmp:
+        pytest.skip("no OpenMP build of the kernels")
+    p = PROBLEMS["stacked"]
+    lrs = list(np.geomspace(1e-3, 0.3, 16))
+    kw = dict(steps=60, record="loss,grad_l2", target=("grad_l2", 0.1, True), stop_early=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = {name: hs.engine.run(p, name, lrs, [0, 1, 2, 3, 4, 5, 6, 7], **kw) for name in ("adam", "signum")}
+        torch.set_num_threads(2)
+        for name, a in one.items():
+            _compare_exact(a, hs.engine.run(p, name, lrs, [0, 1, 2, 3, 4, 5, 6, 7], **kw))
+    finally:
+        torch.set_num_threads(threads)
+
+
+_FORK_PROBLEM = {}
+
+
+def _run_in_child(queue):
+    torch.set_num_threads(1)  # torch's own threads do not survive fork either
+    _native.torch.get_num_threads = lambda: 2  # the kernels would split their rows between two threads
+    res = hs.engine.run(_FORK_PROBLEM["p"], "adam", list(np.geomspace(1e-3, 0.3, 16)), list(range(8)), steps=30,
+                        record="loss")
+    queue.put((_native._openmp_safe(), res.losses[:, -1].tolist()))
+
+
+def test_a_forked_child_does_not_use_the_parents_threads():
+    """Threads do not survive fork (OpenMP's team, the Python pool): a forked child of a process
+    that split a call in C computes every call on its own thread, with the same numbers, where
+    entering the parent's OpenMP team would hang. (torch's own threads are not fork-safe either:
+    the child runs torch on one thread and is told there are two for the kernels' split.)"""
+    if _native.lib() is None or not _native.lib().openmp or not hasattr(__import__("os"), "fork"):
+        pytest.skip("no OpenMP build of the kernels, or no fork")
+    import multiprocessing as mp
+    p = _FORK_PROBLEM.setdefault("p", hs.problems.make("block_scale", spread=1.5, n_blocks=8, block_size=20, seed=1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        mine = hs.engine.run(p, "adam", list(np.geomspace(1e-3, 0.3, 16)), list(range(8)), steps=30, record="loss")
+        assert _native._openmp_safe()
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        child = ctx.Process(target=_run_in_child, args=(q,))
+        child.start()
+        try:
+            safe, losses = q.get(timeout=60)
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+    finally:
+        torch.set_num_threads(threads)
+    assert safe is False
+    np.testing.assert_array_equal(losses, mine.losses[:, -1])

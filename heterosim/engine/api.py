@@ -34,13 +34,13 @@ def engine_path() -> str:
 def threads_for(B: int, d: int):
     """Within the block torch (and the engine's C kernels, which follow torch's count) use the
     thread count that suits a batch of B runs of dimension d: one thread below
-    :data:`heterosim.engine.fast.PARALLEL_MIN_ELEMENTS` entries, where handing each short step to a
-    second thread costs more than it saves (the reference sweep, 128 x 256, runs 1.6x slower on
-    two threads than on one on a 2-core EPYC: benchmarks/engine_vs_jax.py), torch's count above
-    it. The count is restored on exit. Results do not depend on it (package doc, "One T per
-    config")."""
+    :data:`heterosim._native.OPENMP_MIN_ELEMENTS` entries, where a second thread costs more than
+    it saves, torch's count above it (the C kernels then split their rows between OpenMP threads,
+    and batches of :data:`heterosim.engine.fast.PARALLEL_MIN_ELEMENTS` entries or more run
+    independent chunks on Python threads at once). The count is restored on exit. Results do not
+    depend on it (package doc, "One T per config")."""
     before = torch.get_num_threads()
-    want = 1 if B * d < fast_loop.PARALLEL_MIN_ELEMENTS else before
+    want = 1 if B * d < _native.OPENMP_MIN_ELEMENTS else before
     if want != before:
         torch.set_num_threads(want)
     try:

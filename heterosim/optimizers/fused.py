@@ -215,7 +215,14 @@ def _trace_variant(transforms, template, statics, fname):
             body.append(f"            s{k}[j] = {v.name};")
     body.append(f"            out[j] = {out.name};")
     body += ["        }", "    }", "}"]
-    cdef = f"void {fname}({params});"
+    names = [p.split()[-1] for p in params.split(", ")]
+    body += ["/* rows [r0, r1) split into nt parts run by nt OpenMP threads (rows are independent runs) */",
+             f"void {fname}_par(int64_t nt, {params}) {{",
+             "    #pragma omp parallel for num_threads((int)nt) schedule(static, 1)",
+             "    for (int64_t t = 0; t < nt; t++)",
+             f"        {fname}(r0 + (r1 - r0) * t / nt, r0 + (r1 - r0) * (t + 1) / nt, {', '.join(names[2:])});",
+             "}"]
+    cdef = f"void {fname}({params});\nvoid {fname}_par(int64_t nt, {params});"
     return "\n".join(body), cdef, len(floats)
 
 
@@ -272,9 +279,23 @@ def _lr_rows(lr):
     return torch.tensor([float(lr)], dtype=torch.float64), 0
 
 
+class _Kernel:
+    """A generated step function with its OpenMP row split (``par``), as _native.rows takes it."""
+
+    __slots__ = ("fn", "par")
+
+    def __init__(self, fn, par):
+        self.fn, self.par = fn, par
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
 def _make_step(opt, lib, variants):
     transforms = opt.transforms
-    fns = {statics: getattr(lib, name) for statics, name in variants.items()}
+    split = bool(getattr(_native.lib(), "openmp", False))  # the same compiler built this unit
+    fns = {statics: _Kernel(getattr(lib, name), getattr(lib, name + "_par") if split else None)
+           for statics, name in variants.items()}
 
     def step(g, state, x, lr, out, tmp=None):
         """out <- x + step; the state's tensors are updated in place (they must be the caller's)."""
