@@ -423,6 +423,8 @@ int64_t softmax_oracle(int64_t r0, int64_t r1, int64_t C, int64_t p, int64_t n, 
 # objdump, GCC 12). Flags come after sysconfig's, so ours win where they meet (-ffp-contract);
 # _value_changing() refuses a build where Python's own flags (or $CC, $LDSHARED) carry a
 # value-changing one, and the build runs without $CFLAGS/$CPPFLAGS/$LDFLAGS from the environment.
+# -fopenmp (tried first, dropped where the compiler lacks it) only enables the pragmas of the
+# *_par wrappers, which run a kernel on contiguous parts of its rows: no arithmetic changes.
 _FLAGS = ["-O3", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-fno-wrapv"]
 _UNITS = (_SOURCE, _MATVEC_SOURCE)
 _VALUE_CHANGING = ("-ffast-math", "-Ofast", "-funsafe-math-optimizations", "-fassociative-math",
