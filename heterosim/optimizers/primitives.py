@@ -44,6 +44,7 @@ from heterosim.optimizers.ops import (block_zeros, clamp_min, full_like, lerp, r
                                       tiny, zeros_like)
 
 __all__ = ["Transform", "Params", "RuleState", "chain_init", "chain_update", "add_decayed_weights", "trace", "ema",
+           "adam_denominator",
            "scale_by_sign", "scale_by_adam", "scale_by_rms", "scale_by_adagrad", "scale_by_first_moment_rms",
            "scale_by_block", "normalize", "scale_by_linf_steepest", "scale_by_lr"]
 
@@ -190,6 +191,12 @@ def scale_by_sign() -> Transform:
     return Transform("scale_by_sign", _empty, update)
 
 
+def adam_denominator(v, c2, eps):
+    """Adam's denominator sqrt(v) / sqrt(1 - beta2^t) + eps (``c2`` = sqrt(1 - beta2^t)), as
+    torch.optim.Adam computes it; the A1 certificate of heterosim.verify reads the same one."""
+    return sqrt(v) / c2 + eps
+
+
 class AdamMoments(NamedTuple):
     exp_avg: Tensor     # m, like x
     exp_avg_sq: Tensor  # v, like x; (B, n) per block for block-wise Adam
@@ -216,7 +223,7 @@ def scale_by_adam(b1: float, b2: float, eps: float, per_block: bool = False) -> 
             vx = blocks.expand(v)
         else:
             v = vx = p.b2 * s.exp_avg_sq + (1 - p.b2) * (u * u)
-        return m / (sqrt(vx) / p.c2 + p.eps) * p.k1, AdamMoments(m, v)
+        return m / adam_denominator(vx, p.c2, p.eps) * p.k1, AdamMoments(m, v)
 
     def params(t):  # k1 = 1 / (1 - beta1^t): torch.optim.Adam folds it into its step size, lr / (1 - beta1^t)
         return {"b1": b1, "b2": b2, "eps": eps, "k1": 1 / (1 - b1 ** t), "c2": (1 - b2 ** t) ** 0.5}

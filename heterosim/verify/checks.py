@@ -22,6 +22,7 @@ import torch
 
 import heterosim.bounds as hb
 from heterosim.optimizers import for_problem, make as make_optimizer
+from heterosim.optimizers.primitives import adam_denominator
 from heterosim.verify.harness import (FAIL, INCONCLUSIVE, PASS, STEP_RTOL, VALUE_RTOL, BoundCheck, StepCheck,
                                       check_bound, check_step_inequality, eps_for_budget, is_quadratic, run,
                                       starts)
@@ -313,7 +314,7 @@ def _adam_trajectory(p, opt, X0, lrs, steps, Linf):
     for _ in range(steps):
         G = p.grad(X)
         step, state = opt.update(G, state, X, lr, p.blocks)
-        D = (state.exp_avg_sq / (1.0 - beta2 ** state.count)).sqrt() + e
+        D = adam_denominator(state.exp_avg_sq, (1.0 - beta2 ** state.count) ** 0.5, e)  # the one Adam used
         gu, fo = hb.adam_step_decrease(g=G, denom=D, eta=lr[:, 0], Linf=Linf)
         guar.append(gu)
         lin.append(fo)
