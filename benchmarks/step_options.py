@@ -51,10 +51,8 @@ def _numba_step(opt, like):
     body = body[:body.index("\n}") + 2]
     args = re.search(r"\((.*?)\)", body).group(1)
     names = [a.split()[-1] for a in args.split(",")]
-    if "lerp_f(" in body:
-        reason = "no fma in numba: torch's fused lerp cannot be reproduced (unfused lerp used, bits differ)"
-    else:
-        reason = None
+    reason = ("no fma in numba: torch's fused lerp cannot be reproduced (unfused lerp used, bits differ)"
+              if "lerp_f(" in body else None)
     lines = []
     for ln in body.split("\n"):
         ln = ln.strip()
@@ -126,7 +124,6 @@ def main(argv=None):
         print(f"{'fused_c':10s} {cold:8.2f} {_bench(lambda: step(g, work, x, lr, out)) * 1e6:13.1f}  {same}")
 
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")  # a cold compile, as a first run sees it
-    part = type(s1.parts)
     comp = torch.compile(lambda g, leaves, x, lr: opt.update(g, _rebuild(s1, leaves), x, lr, blocks))
     t0 = time.perf_counter()
     try:
@@ -136,7 +133,6 @@ def main(argv=None):
         print(f"{'compile':10s} {cold:8.2f} {_bench(lambda: comp(g, tensors_of(s1), x, lr)) * 1e6:13.1f}  {same}")
     except Exception as e:  # noqa: BLE001 - report any failure of the option as its result
         print(f"{'compile':10s} failed: {type(e).__name__}: {str(e)[:200]}")
-    del part
 
     t0 = time.perf_counter()
     kern, why = _numba_step(opt, x)

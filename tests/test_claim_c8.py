@@ -10,18 +10,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from heterosim.claims import NOT_REPRODUCED, REPRODUCED, UNDECIDED
 from heterosim.claims import c8_transformer_gap as c8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cells(block: dict) -> dict:

@@ -339,12 +339,10 @@ def test_chunks_on_threads_change_nothing(monkeypatch):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("pname", ["stacked", "unequal", "diagonal", "eigenbasis", "wide"])
-def test_native_oracle_equals_the_torch_oracle(pname):
-    """The fused C oracle (error, block product, f, ||g||, divergence count, frozen rows) against
-    the torch oracle with the kernels off, on 13 rows (two full 6-row tiles and a remainder),
-    blocks of 20 (8-column strips and a 4-column tail), unequal blocks, axis-aligned blocks, the
-    eigenbasis frame, and one wide block of 70."""
+def _oracle_case(pname):
+    """(problem, 13 rows X, eigenbasis frame or None) of an oracle test: two full 6-row tiles and a
+    remainder, on the problem named (eigenbasis: the stacked problem in its frame; wide: one block
+    of 70). Skips where the kernels are not built."""
     if _native.lib() is None:
         pytest.skip("no C compiler: the fused kernels are not built")
     if pname == "wide":
@@ -352,9 +350,21 @@ def test_native_oracle_equals_the_torch_oracle(pname):
     else:
         p = PROBLEMS["stacked" if pname == "eigenbasis" else pname]
     X = p.initial_points(list(range(13))) * torch.linspace(0.5, 3.0, 13, dtype=torch.float64).unsqueeze(1)
+    frame = None
     if pname == "eigenbasis":
         frame = _EigenFrame(p, "cpu", torch.float64)
         X = frame.to(X)
+    return p, X, frame
+
+
+@pytest.mark.parametrize("pname", ["stacked", "unequal", "diagonal", "eigenbasis", "wide"])
+def test_native_oracle_equals_the_torch_oracle(pname):
+    """The fused C oracle (error, block product, f, ||g||, divergence count, frozen rows) against
+    the torch oracle with the kernels off, on 13 rows (two full 6-row tiles and a remainder),
+    blocks of 20 (8-column strips and a 4-column tail), unequal blocks, axis-aligned blocks, the
+    eigenbasis frame, and one wide block of 70."""
+    p, X, frame = _oracle_case(pname)
+    if pname == "eigenbasis":
         oracle = frame.native_oracle(X)
         lam, ys = frame.lam, frame.y_star
         G_ref = (X - ys) * lam
@@ -486,16 +496,8 @@ def test_subclasses_with_their_own_oracle_get_no_c_oracle():
 def test_c_oracle_equals_its_torch_twin_to_the_bit(pname):
     """The C quadratic oracle and heterosim._native.quadratic_oracle_torch: the same G, f, ||g||
     (and ||g||^2), divergence count and frozen-row handling, bit for bit."""
-    if _native.lib() is None:
-        pytest.skip("no C compiler: the fused kernels are not built")
-    if pname == "wide":
-        p = BlockQuadratic.from_spectra([np.geomspace(1, 100, 70).tolist(), [3.0, 4.0]], seed=5)
-    else:
-        p = PROBLEMS["stacked" if pname == "eigenbasis" else pname]
-    X = p.initial_points(list(range(13))) * torch.linspace(0.5, 3.0, 13, dtype=torch.float64).unsqueeze(1)
+    p, X, frame = _oracle_case(pname)
     if pname == "eigenbasis":
-        frame = _EigenFrame(p, "cpu", torch.float64)
-        X = frame.to(X)
         c = frame.native_oracle(X)
         twin = _native.quadratic_oracle_torch(frame.y_star, frame.f_star, diag=frame.lam)
     else:

@@ -150,6 +150,11 @@ def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["status"] == "ok"] if "status" in table.columns else table
 
 
+def n_failed(table: pd.DataFrame) -> int:
+    """How many rows of ``table`` come from a config that failed (``status != "ok"``)."""
+    return int((table["status"] != "ok").sum()) if "status" in table.columns else 0
+
+
 def bootstrap_ci(data: Sequence | tuple, statistic: Callable, *, paired: bool = False, seed: int = 0,
                  n_resamples: int = BOOT_RESAMPLES, level: float = LEVEL,
                  vectorized: bool = False) -> tuple[float, float] | None:

@@ -88,7 +88,7 @@ import pandas as pd
 import torch
 
 from heterosim.claims.base import (LEVEL, NOT_REPRODUCED, REPRODUCED, UNDECIDED, Claim, Verdict, bootstrap_ci,
-                                   fmt_ci, ok_rows, undecided_reasons)
+                                   fmt_ci, n_failed, ok_rows, undecided_reasons)
 
 __all__ = ["STUDY", "FAMILIES", "SPREADS", "SEEDS", "EPS", "STEPS", "N_SAMPLE", "PASS_AGREEMENT", "TRAJECTORIES",
            "family_label", "step_decreases", "measure", "grid", "agreement", "criterion", "figure", "CLAIM"]
@@ -267,7 +267,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
             f"and predicted as phi(g) > L_inf/(d L_2); REPRODUCED iff in every family (block_scale gamma 0, 1/2, 1; "
             f"hessian_only; gradient_only) the fraction of steps where they agree has its {LEVEL:.0%} bootstrap CI "
             f"(over trajectories) at or above {PASS_AGREEMENT}; NOT REPRODUCED iff some family's CI lies below it")
-    failed = int((table["status"] != "ok").sum()) if "status" in table.columns else 0
+    failed = n_failed(table)
     t = ok_rows(table)
     traj = t[t["kind"] == "trajectory"] if "kind" in t.columns else t.iloc[0:0]
     n_runs = len(traj)

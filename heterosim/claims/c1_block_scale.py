@@ -290,7 +290,7 @@ def figure(table: pd.DataFrame):
                 ctl.log_axis(ax)
                 ax.grid(True, which="major", alpha=0.3)
                 r = _get(E, basis, gamma, f"pair:{k}")
-                effect = f"effect {_short(_cell(r))} dec/dec" if r is not None else None
+                effect = f"effect {ctl.fmt_slope(_cell(r))} dec/dec" if r is not None else None
                 if i == 0:
                     ax.set_title(f"{p.label}\n{p.factor} pair ({p.matched})")
                 if j == 0:
@@ -303,14 +303,6 @@ def figure(table: pd.DataFrame):
                      "decade of spread [95% CI over seeds]")
         fig.tight_layout()
     return fig
-
-
-def _short(c: ctl.Cell) -> str:
-    if math.isnan(c.lo):
-        return "n/a"
-    v = f"{c.lo:+.2f}" if c.exact else ctl._censored_point(c, lambda x: f"{x:+.2f}")
-    ci = "" if not (np.isfinite(c.ci_lo) or np.isfinite(c.ci_hi)) else f" [{c.ci_lo:+.2f}, {c.ci_hi:+.2f}]"
-    return v + ci
 
 
 CLAIM = Claim(label="C1", title="block-scale spread (momentum-matched)", study=STUDY, criterion=criterion,

@@ -70,7 +70,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from heterosim.claims.base import LEVEL, UNDECIDED, Claim, Verdict, decide, ok_rows, undecided_reasons
+from heterosim.claims.base import LEVEL, UNDECIDED, Claim, Verdict, decide, n_failed, ok_rows, undecided_reasons
 from heterosim.claims.common import problem_constants
 
 __all__ = ["STUDY", "N_INSTANCES", "EPS_REL", "EPS_LINEAR", "ADAM_EPS_REL", "ADAM_BETA2", "ADAM_MAX_STEPS", "SIGMA_REL",
@@ -291,7 +291,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
             "row FAILED; NOT REPRODUCED iff one did; UNDECIDED on an INCONCLUSIVE (capped, unreached) row, a failed "
             f"config or fewer than {N_INSTANCES} instances. Statistic: violation rate with a {LEVEL:.0%} "
             "Clopper-Pearson interval")
-    failed = int((table["status"] != "ok").sum()) if "status" in table.columns else 0
+    failed = n_failed(table)
     t = ok_rows(table)
     judged = t[~t["asymptotic"].astype(bool)] if "asymptotic" in t.columns else t
     n = len(judged)

@@ -120,7 +120,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from heterosim.claims.base import (UNDECIDED, Claim, Verdict, bootstrap_ci, decide, fmt_ci, ok_rows,
+from heterosim.claims.base import (UNDECIDED, Claim, Verdict, bootstrap_ci, decide, fmt_ci, n_failed, ok_rows,
                                    undecided_reasons)
 
 __all__ = ["STUDY", "M", "BATCH", "STEPS", "LEVEL", "LRS", "OPTIMIZERS", "PAIRS", "RULE_PAIRS", "MIN_SEEDS",
@@ -344,11 +344,11 @@ def criterion(table: pd.DataFrame) -> Verdict:
             "min(mean[s*(heavy ball) - s*(Signum)], mean[s*(heavy ball) - s*(Adam)]) lies above 0")
     statistic = "min over {Signum, Adam} of mean Delta s* vs heavy ball"
     t = ok_rows(table)
-    n_failed = int((table["status"] != "ok").sum()) if "status" in table.columns else 0
-    if "config_hash" in table.columns and n_failed:
-        n_failed = int(table.loc[table["status"] != "ok", "config_hash"].nunique())
+    failed = n_failed(table)
+    if "config_hash" in table.columns and failed:  # one config writes many rows (steps x groups)
+        failed = int(table.loc[table["status"] != "ok", "config_hash"].nunique())
     if t.empty:
-        reasons = undecided_reasons(n_runs=0, n_failed=n_failed)
+        reasons = undecided_reasons(n_runs=0, n_failed=failed)
         return Verdict("C4", title, UNDECIDED, rule, statistic, math.nan, None, 0, 0, reasons=tuple(reasons))
     tt = tuned(t)
     needed = {o for pair in RULE_PAIRS for o in pair}
@@ -363,7 +363,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
     m_min, steps_min, b_min = int(t["m"].min()), int(t["steps"].min()), int(t["batch_size"].min())
     budget_short = m_min < M or steps_min < STEPS or b_min < BATCH
     reasons = undecided_reasons(
-        n_runs=len(tt), n_unreached=int((~need["reached"]).sum()), n_failed=n_failed, n_seeds=n_seeds,
+        n_runs=len(tt), n_unreached=int((~need["reached"]).sum()), n_failed=failed, n_seeds=n_seeds,
         min_seeds=MIN_SEEDS, extra=extra + ([f"reduced budget (m {m_min}, {steps_min} steps, batch {b_min} below "
                                              f"the full run's m {M}, {STEPS} steps, batch {BATCH})"]
                                             if budget_short else []))

@@ -72,7 +72,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from heterosim.claims.base import (LEVEL, UNDECIDED, Claim, Verdict, bootstrap_ci, decide, fmt_ci, ok_rows,
+from heterosim.claims.base import (LEVEL, UNDECIDED, Claim, Verdict, bootstrap_ci, decide, fmt_ci, n_failed, ok_rows,
                                    undecided_reasons)
 from heterosim.claims.common import LR_RANGE, fit_slope, problem_constants
 
@@ -201,7 +201,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
             f"minus that of eps/L_inf; REPRODUCED iff the {LEVEL:.0%} bootstrap CI (over seeds) of max over the four "
             f"groups of |mean difference| lies at or below {TOLERANCE}; NOT REPRODUCED iff it lies above; "
             f"else UNDECIDED")
-    failed = int((table["status"] != "ok").sum()) if "status" in table.columns else 0
+    failed = n_failed(table)
     t = ok_rows(table)
     l1 = t[t["metric"] == "grad_l1"] if "metric" in t.columns else t.iloc[0:0]
     n_runs = len(l1)

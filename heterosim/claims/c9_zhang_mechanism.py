@@ -118,7 +118,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from heterosim.claims.base import (LEVEL, NOT_REPRODUCED, REPRODUCED, UNDECIDED, Claim, Verdict, fmt_ci, ok_rows,
+from heterosim.claims.base import (LEVEL, NOT_REPRODUCED, REPRODUCED, UNDECIDED, Claim, Verdict, fmt_ci, n_failed, ok_rows,
                                    spearman_ci, undecided_reasons)
 
 __all__ = ["STUDY", "KAPPA", "N_BLOCKS", "BLOCK_SIZE", "SPECTRA", "SWAPS", "SEEDS", "EPS", "METRIC", "STEPS",
@@ -333,7 +333,7 @@ def criterion(table: pd.DataFrame) -> Verdict:
             f"preconditioned Hessian, rho_H, ||H||_11/(d L2)); NOT REPRODUCED iff JS0's CI lies below {PASS_RHO} "
             f"or another predictor's |Spearman| CI lies above JS0's; else UNDECIDED")
     t_all = table
-    failed = int((t_all["status"] != "ok").sum()) if "status" in t_all.columns else 0
+    failed = n_failed(t_all)
     t = ok_rows(t_all)
     slow, fast = PAIRS[PRIMARY]
     T_cols = [f"T_{r}" for r in RUNS if f"T_{r}" in t.columns]

@@ -46,7 +46,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from heterosim.claims.base import bootstrap_ci, ok_rows
+from heterosim.claims.base import bootstrap_ci, n_failed, ok_rows
 
 __all__ = ["MOMENTUM", "PRECOND", "BASES", "Arm", "ARMS", "ARM_ORDER", "Pair", "PAIRS", "arm_of", "arm_grid",
            "basis_knobs", "measure", "label_arms", "log_bounds", "linear_bounds", "Cell", "cell", "judge",
@@ -343,6 +343,15 @@ def fmt_cell(c: Cell, unit: str = "", power10: bool = False) -> str:
         f", {c.n_censored} censored run{'s' if c.n_censored != 1 else ''})" if c.n_censored else ")")
 
 
+def fmt_slope(c) -> str:
+    """A slope cell for a figure: its point (or censored bound) to two decimals and its 95% CI
+    where it has one; "n/a" for an empty cell (C1 and the decomposition label their panels so)."""
+    if math.isnan(c.lo):
+        return "n/a"
+    v = f"{c.lo:+.2f}" if c.exact else _censored_point(c, lambda x: f"{x:+.2f}")
+    return v + (f" [{c.ci_lo:+.2f}, {c.ci_hi:+.2f}]" if np.isfinite(c.ci_lo) or np.isfinite(c.ci_hi) else "")
+
+
 def _censored_point(c: Cell, f) -> str:
     """The point interval of a censored statistic in words."""
     if not np.isfinite(c.lo) and not np.isfinite(c.hi):
@@ -360,9 +369,9 @@ def structural_reasons(t: pd.DataFrame, *, full_steps: int, min_seeds: int = MIN
     below the full run's, missing arms or knob values the criterion needs (``required``:
     column -> values that must all be present among the finished runs)."""
     reasons = []
-    n_failed = int((t["status"] != "ok").sum()) if "status" in t.columns else 0
-    if n_failed:
-        reasons.append(f"{n_failed} config(s) failed (see their error column)")
+    failed = n_failed(t)
+    if failed:
+        reasons.append(f"{failed} config(s) failed (see their error column)")
     ok = ok_rows(t)
     if ok.empty:
         return reasons + ["no finished runs in the table"]

@@ -197,7 +197,7 @@ def figure(table: pd.DataFrame):
                 ctl.log_axis(ax)
                 ax.grid(True, which="major", alpha=0.3)
                 r = ctl.get_effect(E, f"pair:{k}", problem=prob)
-                effect = f"pair effect {_short(ctl.cell_of(r))} dec/dec" if r is not None else None
+                effect = f"pair effect {ctl.fmt_slope(ctl.cell_of(r))} dec/dec" if r is not None else None
                 if i == 0:
                     ax.set_title(prob.replace("_", "-"))
                 if j == 0:
@@ -209,13 +209,6 @@ def figure(table: pd.DataFrame):
                      "over seeds (band: min-max)\npair effect = slope of log10(T*_a / T*_b) per decade [95% CI]")
         fig.tight_layout()
     return fig
-
-
-def _short(c: ctl.Cell) -> str:
-    if math.isnan(c.lo):
-        return "n/a"
-    v = f"{c.lo:+.2f}" if c.exact else ctl._censored_point(c, lambda x: f"{x:+.2f}")
-    return v + (f" [{c.ci_lo:+.2f}, {c.ci_hi:+.2f}]" if c.n_seeds >= 2 else "")
 
 
 CLAIM = Claim(label="decomposition", title="Hessian-only vs gradient-only heterogeneity", study=STUDY,
